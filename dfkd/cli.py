@@ -1,0 +1,95 @@
+"""Command line: `dfkd <command>`. Snakemake rules call these; users rarely need to.
+
+    dfkd check                                  validate params.yaml and params/
+    dfkd train-teacher --config C --out-dir D   train (or resume) one teacher
+    dfkd distill --config C --out-dir D         run (or resume) one distillation
+    dfkd report ...                             render a dataset's comparison tables
+
+Bad input ends with one line per problem on stderr and exit status 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="resolved run config (YAML)")
+    parser.add_argument("--out-dir", required=True, help="the run's directory")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dfkd", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate params.yaml and the files under params/")
+    check.add_argument("--params", default="params.yaml")
+    check.add_argument("--params-dir", default="params")
+
+    _add_run_arguments(commands.add_parser("train-teacher", help="train one teacher"))
+    _add_run_arguments(commands.add_parser("distill", help="run one distillation"))
+
+    from dfkd.report import add_report_arguments
+
+    add_report_arguments(commands.add_parser("report", help="render a dataset's tables"))
+    return parser
+
+
+def _check(params_path: str, params_dir: str) -> int:
+    from dfkd.config import load_suite, read_yaml
+
+    suite = load_suite(read_yaml(Path(params_path)), params_dir)
+    for dataset in suite.params.experiments:
+        print(f"{dataset}: protocol {suite.protocol_of(dataset)}, {len(suite.runs(dataset))} runs")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    from dfkd.errors import UserError
+    from dfkd.loop import Diverged
+    from dfkd.runtime import Interrupted
+
+    try:
+        if arguments.command == "check":
+            return _check(arguments.params, arguments.params_dir)
+        if arguments.command == "report":
+            from dfkd.report import run_report
+
+            return run_report(arguments)
+
+        if arguments.threads:
+            import torch
+
+            torch.set_num_threads(arguments.threads)
+        if arguments.command == "train-teacher":
+            from dfkd.teacher import run_teacher_training
+
+            return run_teacher_training(arguments.config, arguments.out_dir)
+        from dfkd.distill import run_distillation
+
+        return run_distillation(arguments.config, arguments.out_dir)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except yaml.YAMLError as error:
+        print(f"error: invalid YAML: {error}".replace("\n", " "), file=sys.stderr)
+        return 2
+    except Diverged as error:
+        print(f"error: training diverged: {error}", file=sys.stderr)
+        return 1
+    except Interrupted as error:
+        print(str(error), file=sys.stderr)
+        return error.exit_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""Every dataset the suite uses, held in memory as uint8 tensors, with on-device augmentation.
+
+A split is loaded once into an `ImageTensors` (N, 3, H, W) uint8 and moved to the GPU whole, so
+training never waits on a CPU loader (the GPU-resident design of KellerJordan/cifar10-airbench's
+CifarLoader). The train augmentation reproduces the reference recipe exactly rather than
+airbench's faster variant: torchvision's RandomCrop(size, padding=4) pads with zeros in pixel
+space before Normalize, and RandomHorizontalFlip flips every sample independently with p = 0.5
+(zju-vipa/CMI registry.py get_dataset, the transform every method of the suite was trained with).
+
+Sources of the normalisation constants: zju-vipa/CMI registry.py NORMALIZE_DICT (CIFAR-10/100),
+ljrprocc/DataFree registry.py (Tiny-ImageNet), and our own measurements (JPEG CIFAR-10, digits).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
+
+from dfkd.errors import ConfigError, DataError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of the suite may know about a dataset; constants live here and nowhere else."""
+
+    name: str
+    layout: str  # "cifar10" | "cifar100" | "tiny_imagenet" | "image_folder" | "digits"
+    num_classes: int
+    image_size: int
+    mean: tuple[float, float, float]  # per channel, images in [0, 1]
+    std: tuple[float, float, float]
+    directory: str  # folder under the data root; "" where torchvision or scikit-learn decides
+    title: str  # how reports and error messages name the dataset
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        # zju-vipa/CMI registry.py NORMALIZE_DICT. The std values are not the pixel std of
+        # CIFAR-10 (about 0.247, 0.243, 0.261), but every published teacher was trained with them.
+        DatasetInfo(
+            name="cifar10",
+            layout="cifar10",
+            num_classes=10,
+            image_size=32,
+            mean=(0.4914, 0.4822, 0.4465),
+            std=(0.2023, 0.1994, 0.2010),
+            directory="",
+            title="CIFAR-10",
+        ),
+        DatasetInfo(
+            name="cifar100",
+            layout="cifar100",
+            num_classes=100,
+            image_size=32,
+            mean=(0.5071, 0.4867, 0.4408),
+            std=(0.2675, 0.2565, 0.2761),
+            directory="",
+            title="CIFAR-100",
+        ),
+        # ljrprocc/DataFree (CuDFKD) registry.py: the measured channel statistics of the train
+        # split. CMI's entry is a 0.5/0.5 placeholder, and CuDFKD is the only reference code base
+        # with a Tiny-ImageNet distillation script (scripts/cudfkd/cudfkd_timagenet.sh).
+        DatasetInfo(
+            name="tiny_imagenet",
+            layout="tiny_imagenet",
+            num_classes=200,
+            image_size=64,
+            mean=(0.4802, 0.4481, 0.3975),
+            std=(0.2302, 0.2265, 0.2262),
+            directory="tiny-imagenet-200",
+            title="Tiny-ImageNet",
+        ),
+        # CIFAR-10 re-encoded as JPEG quality 75 by a third party, in the ImageFolder layout. Its
+        # README gives mean (0.489, 0.482, 0.447), std (0.245, 0.243, 0.261); decoding its 50,000
+        # train images with PIL (and with torchvision.io) gives the values below: the std agrees,
+        # the red mean does not (0.4913, not 0.489), so the measured values are used.
+        DatasetInfo(
+            name="cifar10_jpeg",
+            layout="image_folder",
+            num_classes=10,
+            image_size=32,
+            mean=(0.4913, 0.4821, 0.4465),
+            std=(0.2452, 0.2428, 0.2606),
+            directory="cifar10-jpeg",
+            title="CIFAR-10 (JPEG q75 copy)",
+        ),
+        # scikit-learn's bundled 8x8 digits as 32x32 grey RGB. Statistics of the train split as
+        # this module loads it, rounded to 4 decimals; tests/test_data.py recomputes them.
+        DatasetInfo(
+            name="digits",
+            layout="digits",
+            num_classes=10,
+            image_size=32,
+            mean=(0.3062, 0.3062, 0.3062),
+            std=(0.3244, 0.3244, 0.3244),
+            directory="",
+            title="scikit-learn digits",
+        ),
+    )
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The registered dataset `name`; a ConfigError lists the choices for an unknown one."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset '{name}'; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageTensors:
+    """One split in memory: images (N, 3, H, W) uint8 in pixel space, labels (N,) int64."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be (N, 3, H, W) uint8, got {self.images.shape}")
+        if self.labels.shape != (len(self.images),) or self.labels.dtype != torch.int64:
+            raise ValueError(f"labels must be ({len(self.images)},) int64, got {self.labels.shape}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def to(self, device: torch.device | str) -> ImageTensors:
+        return ImageTensors(self.images.to(device), self.labels.to(device))
+
+
+def load_split(name: str, root: str | Path, split: str, download: bool) -> ImageTensors:
+    """Load the "train" or "test" split of a registered dataset from `root` into CPU memory.
+
+    Only the CIFAR sets can be downloaded (by torchvision, which also checks their md5s).
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
+    images, labels = _LOADERS[info.layout](info, Path(root), split, download)
+    return ImageTensors(images, labels)
+
+
+def normalize(images: Tensor, info: DatasetInfo) -> Tensor:
+    """(N, 3, H, W) uint8 or float in [0, 1] -> float32 (x - mean) / std.
+
+    Same operations in the same order as torchvision's ToTensor + Normalize, so the result is
+    bitwise identical to the reference pipeline.
+    """
+    mean, std = _channel_constants(info.mean, info.std, images.device)
+    pixels = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    return pixels.sub(mean).div(std)
+
+
+@functools.cache
+def _channel_constants(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[Tensor, Tensor]:
+    # Cached per device: building them every batch would copy from the host each step.
+    as_tensor = functools.partial(torch.tensor, dtype=torch.float32, device=device)
+    return as_tensor(mean).view(3, 1, 1), as_tensor(std).view(3, 1, 1)
+
+
+def random_crop_flip(images: Tensor, padding: int = 4) -> Tensor:
+    """torchvision's RandomCrop(H, padding) + RandomHorizontalFlip() on every sample of a batch.
+
+    Zero padding in pixel space, a uniform offset in 0..2*padding per sample and axis, and an
+    independent flip with p = 0.5, drawn from the global RNG of the input's device.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    padded_width = w + 2 * padding
+    padded = F.pad(images, (padding, padding, padding, padding))  # (N, C, H+2p, W+2p), zeros
+    top = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
+    left = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
+    flip = torch.rand(n, 1, device=device) < 0.5
+    columns = torch.arange(w, device=device).expand(n, w)
+    columns = torch.where(flip, w - 1 - columns, columns) + left  # (N, W) into the padded image
+    rows = torch.arange(h, device=device) + top  # (N, H)
+    # One gather over the flattened padded image serves every sample at once.
+    index = rows[:, :, None] * padded_width + columns[:, None, :]  # (N, H, W)
+    index = index.view(n, 1, h * w).expand(n, c, h * w)
+    return padded.flatten(2).gather(2, index).view(n, c, h, w)
+
+
+def batches(
+    data: ImageTensors, batch_size: int, shuffle: bool, augment: bool, info: DatasetInfo
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """One pass over `data`: (normalised float32 images, labels) on the data's device.
+
+    The last partial batch is kept, as torchvision's DataLoader does with drop_last=False, so the
+    number of steps and the BN statistics match the reference loop.
+    """
+    device = data.images.device
+    order = (
+        torch.randperm(len(data), device=device)
+        if shuffle
+        else torch.arange(len(data), device=device)
+    )
+    for start in range(0, len(data), batch_size):
+        index = order[start : start + batch_size]
+        images, labels = data.images[index], data.labels[index]
+        if augment:
+            images = random_crop_flip(images)
+        yield normalize(images, info), labels
+
+
+# Loaders: (info, root, split, download) -> (images (N, 3, H, W) uint8, labels (N,) int64).
+_Loader = Callable[[DatasetInfo, Path, str, bool], tuple[Tensor, Tensor]]
+
+
+def _load_cifar(info: DatasetInfo, root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]:
+    dataset_class = CIFAR10 if info.layout == "cifar10" else CIFAR100
+    folder = dataset_class.base_folder
+    try:
+        dataset = dataset_class(str(root), train=split == "train", download=download)
+    except OSError as error:  # includes urllib's URLError: no network, refused, not found
+        if download:
+            raise DataError(
+                f"could not download {info.title} from {dataset_class.url} into {root}/ "
+                f"({error}); check the network or place {folder} there yourself"
+            ) from None
+        raise DataError(f"could not read {info.title} under {root}/ ({error})") from None
+    except RuntimeError:
+        # torchvision's only signal, for files that are missing and for a failed md5 check alike.
+        if download:
+            raise DataError(
+                f"{info.title} under {root}/ failed torchvision's md5 check after downloading; "
+                f"delete {root / dataset_class.filename} and {root / folder} and try again"
+            ) from None
+        raise DataError(
+            f"{info.title} not found or corrupt under {root}/ (torchvision checks the md5 of each "
+            f"batch file); set data.download: true in params.yaml or place {folder} there"
+        ) from None
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
+    return images, torch.tensor(dataset.targets, dtype=torch.int64)
+
+
+def _load_tiny_imagenet(
+    info: DatasetInfo, root: Path, split: str, download: bool
+) -> tuple[Tensor, Tensor]:
+    base = root / info.directory
+    annotations = base / "val" / "val_annotations.txt"
+    if not (base / "train").is_dir() or not annotations.is_file():
+        raise DataError(
+            f"{info.title} not found under {base}/ (expected train/<wnid>/images/*.JPEG and "
+            f"val/val_annotations.txt); it cannot be downloaded automatically: unzip "
+            f"tiny-imagenet-200.zip from http://cs231n.stanford.edu/ into {root}/"
+        )
+    # Labels follow the sorted train wnids in both splits, as ImageFolder would number them.
+    classes = sorted(entry.name for entry in (base / "train").iterdir() if entry.is_dir())
+    class_index = {wnid: index for index, wnid in enumerate(classes)}
+    if split == "train":
+        samples = [
+            (path, class_index[wnid])
+            for wnid in classes
+            for path in sorted((base / "train" / wnid / "images").glob("*.JPEG"))
+        ]
+    else:
+        samples = []
+        for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+            fields = line.split("\t")
+            if len(fields) < 2 or fields[1] not in class_index:
+                raise DataError(
+                    f"{annotations}:{number}: expected '<file>\\t<wnid>\\t...' with a wnid that "
+                    f"has a train folder; the file is corrupt"
+                )
+            samples.append((base / "val" / "images" / fields[0], class_index[fields[1]]))
+    _check_classes(info, base / "train", len(classes))
+    return _decode_samples(samples, info.image_size)
+
+
+def _load_image_folder(
+    info: DatasetInfo, root: Path, split: str, download: bool
+) -> tuple[Tensor, Tensor]:
+    folder = root / info.directory / split
+    try:
+        dataset = ImageFolder(str(folder))
+    except FileNotFoundError as error:
+        raise DataError(
+            f"{info.title} not found or incomplete under {folder}/ ({error}); expected one folder "
+            f"of images per class, which cannot be downloaded automatically: place them there"
+        ) from None
+    _check_classes(info, folder, len(dataset.classes))
+    return _decode_samples(dataset.samples, info.image_size)
+
+
+def _check_classes(info: DatasetInfo, folder: Path, found: int) -> None:
+    if found != info.num_classes:
+        raise DataError(
+            f"{info.title} under {folder}/ has {found} classes, expected {info.num_classes}; "
+            f"the copy is incomplete or of another dataset"
+        )
+
+
+def _decode_samples(samples: Sequence[tuple[str | Path, int]], size: int) -> tuple[Tensor, Tensor]:
+    pixels = np.empty((len(samples), size, size, 3), dtype=np.uint8)  # (N, H, W, 3)
+    for position, (path, _) in enumerate(samples):
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+        except OSError as error:
+            raise DataError(f"cannot decode image {path} ({error}); replace or remove it") from None
+        if rgb.size != (size, size):
+            raise DataError(
+                f"image {path} is {rgb.size[0]}x{rgb.size[1]} pixels, expected {size}x{size}; "
+                f"resize the dataset before loading it"
+            )
+        pixels[position] = np.asarray(rgb)
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
+    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
+    return images, labels
+
+
+def _load_digits(
+    info: DatasetInfo, root: Path, split: str, download: bool
+) -> tuple[Tensor, Tensor]:
+    # Imported here: scikit-learn takes seconds to import and only this small set needs it.
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    # float64 keeps every bilinear product exact (weights are multiples of 1/8), so rounding to
+    # uint8 gives the same images on every machine.
+    pixels = torch.from_numpy(digits.images).double().mul(255 / 16)[:, None]  # (N, 1, 8, 8)
+    size = info.image_size
+    pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
+    grey = pixels.round().clamp(0, 255).to(torch.uint8)  # (N, 1, 32, 32)
+    labels = torch.from_numpy(digits.target).long()
+    keep = torch.from_numpy(_digits_test_mask(digits.target) == (split == "test"))
+    images = grey[keep].expand(-1, 3, -1, -1).contiguous()  # (N_split, 3, 32, 32)
+    return images, labels[keep]
+
+
+def _digits_test_mask(targets: np.ndarray) -> np.ndarray:
+    """A quarter of each class (rounded half up) goes to test, chosen by a fixed seed."""
+    # RandomState's stream is frozen by numpy (NEP 19), unlike default_rng's, and its own seed
+    # keeps the split independent of any global RNG state.
+    rng = np.random.RandomState(0)
+    test = np.zeros(len(targets), dtype=bool)
+    for label in np.unique(targets):
+        members = np.flatnonzero(targets == label)
+        test[rng.permutation(members)[: (len(members) + 2) // 4]] = True
+    return test
+
+
+_LOADERS: dict[str, _Loader] = {
+    "cifar10": _load_cifar,
+    "cifar100": _load_cifar,
+    "tiny_imagenet": _load_tiny_imagenet,
+    "image_folder": _load_image_folder,
+    "digits": _load_digits,
+}

@@ -1,0 +1,199 @@
+"""One distillation run: build everything from a resolved config, run the loop, write results.
+
+Outputs in the run directory (all written atomically):
+- `metrics.json`: status (completed/diverged), final and best (oracle) Acc@1/Agree@1/L_p,
+  stability (mu, sigma^2 from the protocol's start epoch), time to the accuracy threshold,
+  training and total hours, peak memory, the per-epoch history, provenance and the config.
+- `history.csv`: the per-epoch history, for plots.
+- `student.pt`: the final student (see dfkd.checkpoint.save_model).
+- while running: `checkpoint.pt` / `checkpoint.prev.pt`, removed once the run has finished.
+
+Data-free: only the test split is loaded, for evaluation; no training image is ever read.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfkd.checkpoint import (
+    capture_rng,
+    load_model,
+    load_run_state,
+    remove_run_state,
+    restore_rng,
+    save_model,
+    save_run_state,
+    seed_everything,
+)
+from dfkd.config import RunConfig, config_hash, load_run_config
+from dfkd.data import dataset_info, load_split, normalize
+from dfkd.evaluate import evaluate, predict
+from dfkd.loop import Diverged, LoopState, distill
+from dfkd.methods import METHODS
+from dfkd.methods.base import MethodContext
+from dfkd.models import build_model
+from dfkd.optim import build_sgd
+from dfkd.outputs import write_run_outputs
+from dfkd.progress import Progress
+from dfkd.provenance import collect
+from dfkd.runtime import (
+    StopRequest,
+    TrainingClock,
+    choose_device,
+    configure_determinism,
+    reset_peak_memory,
+)
+from dfkd.schema import from_dict, to_dict
+from dfkd.stats import summarize_history
+
+EVALUATION_BATCH_SIZE = 1000  # eval-mode forward: the batch size does not change the result
+
+
+def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
+    """Runs (or resumes) the distillation described by `config_path`; returns the exit status."""
+    started = time.perf_counter()
+    config = load_run_config(config_path)
+    out_dir = Path(out_dir)
+    digest = config_hash(config)
+    device = choose_device()
+    configure_determinism(config.deterministic)
+    info = dataset_info(config.dataset)
+
+    # Everything that can fail on bad input happens before any training.
+    implementation = METHODS.get(config.implementation)
+    method_config = from_dict(
+        implementation.config_class, config.hyperparameters, str(config_path), "hyperparameters"
+    )
+    teacher, teacher_record = load_model(
+        config.teacher_checkpoint, config.teacher, config.dataset, info.num_classes
+    )
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
+    test_images = normalize(test.images, info)
+    teacher_logits = predict(teacher, test_images, EVALUATION_BATCH_SIZE)  # fixed for the run
+    teacher_acc1 = 100.0 * (teacher_logits.argmax(1) == test.labels).double().mean().item()
+
+    seed_everything(config.seed)
+    student = build_model(config.student, info.num_classes).to(device)
+    context = MethodContext(
+        teacher=teacher,
+        student=student,
+        num_classes=info.num_classes,
+        image_size=info.image_size,
+        batch_size=config.loop.batch_size,
+        normalize=lambda pixels: normalize(pixels, info),
+        device=device,
+    )
+    method = implementation(method_config, context)
+    optimizer, scheduler = build_sgd(
+        student.parameters(), config.loop.student_optimizer, config.loop.epochs
+    )
+
+    state = LoopState()
+    clock = TrainingClock(device)
+    saved = load_run_state(out_dir, digest)
+    if saved is not None:
+        student.load_state_dict(saved["student"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        method.load_state_dict(saved["method"])
+        state = LoopState(**saved["loop"])
+        clock.elapsed_seconds = saved["train_seconds"]
+        restore_rng(saved["rng"])
+
+    def save(current: LoopState) -> None:
+        save_run_state(
+            out_dir,
+            {
+                "config_hash": digest,
+                "student": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "method": method.state_dict(),
+                "loop": vars(current),
+                "train_seconds": clock.elapsed_seconds,
+                "rng": capture_rng(),
+            },
+        )
+
+    def evaluate_student() -> dict[str, float]:
+        began = time.perf_counter()
+        student_logits = predict(student, test_images, EVALUATION_BATCH_SIZE)
+        metrics = evaluate(student_logits, teacher_logits, test.labels).as_dict()
+        return {**metrics, "eval_seconds": time.perf_counter() - began}
+
+    label = f"{config.method} {config.dataset} {config.teacher}-{config.student} seed{config.seed}"
+    progress = Progress(
+        label, config.loop.epochs, config.loop.rounds_per_epoch, state.epochs_completed
+    )
+    reset_peak_memory(device)
+    stop = StopRequest()
+    divergence: dict[str, Any] | None = None
+    try:
+        with stop.installed():
+            state = distill(
+                method, student, optimizer, scheduler, config.loop, state, clock,
+                evaluate_student, save, progress, stop,
+            )  # fmt: skip
+    except Diverged as error:
+        progress.line(f"diverged: {error}; the last good checkpoint is kept")
+        divergence = error.record
+        saved = load_run_state(out_dir, digest)
+        if saved is not None:  # report the last good student, not the NaN one
+            student.load_state_dict(saved["student"])
+            state = LoopState(**saved["loop"])
+    finally:
+        progress.close()
+
+    write_run_outputs(
+        out_dir,
+        model_file="student.pt",
+        save_model_file=lambda path: save_model(
+            path, student, config.student, config.dataset, {"config_hash": digest}
+        ),
+        metrics=_metrics(config, digest, state, divergence, teacher_acc1, teacher_record, device)
+        | {"total_hours": (time.perf_counter() - started) / 3600.0},
+        history=state.history,
+        device=device,
+    )
+    if divergence is None:
+        remove_run_state(out_dir)
+    return 0
+
+
+def _metrics(
+    config: RunConfig,
+    digest: str,
+    state: LoopState,
+    divergence: dict[str, Any] | None,
+    teacher_acc1: float,
+    teacher_record: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    return {
+        "kind": "distillation",
+        "status": "diverged" if divergence else "completed",
+        "divergence": divergence,
+        "run": {
+            "protocol": config.protocol,
+            "dataset": config.dataset,
+            "teacher": config.teacher,
+            "student": config.student,
+            "method": config.method,
+            "seed": config.seed,
+        },
+        "teacher": {"acc1": teacher_acc1, "config_hash": teacher_record.get("config_hash")},
+        "summary": summarize_history(
+            state.history, config.statistics.start_epoch, config.statistics.accuracy_threshold
+        )
+        if state.history
+        else {},
+        "epochs_planned": config.loop.epochs,
+        "epochs_completed": state.epochs_completed,
+        "provenance": collect(device, config.deterministic, digest),
+        "config": to_dict(config),
+    }

@@ -1,0 +1,60 @@
+"""Capture of per-layer BatchNorm input statistics, for the BN-statistics (DeepInversion) loss."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class BatchNormStatistics:
+    """Batch statistics of each BatchNorm2d input seen during one recording, in layer order."""
+
+    means: list[Tensor] = field(default_factory=list)  # each (C_l,)
+    variances: list[Tensor] = field(default_factory=list)  # each (C_l,), biased
+    running_means: list[Tensor] = field(default_factory=list)
+    running_variances: list[Tensor] = field(default_factory=list)
+
+
+class BatchNormInputs:
+    """Records the mean and variance of every BatchNorm2d input of `model` while recording.
+
+    Hooks are registered once and stay cheap when idle. The statistics are computed in float32
+    with one fused var_mean over (N, H, W) on the input's own layout (no transposed copy), so a
+    bf16 forward pass still yields full-precision statistics.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self._current: BatchNormStatistics | None = None
+        self._handles = [
+            module.register_forward_pre_hook(self._record)
+            for module in model.modules()
+            if isinstance(module, nn.BatchNorm2d)
+        ]
+        if not self._handles:
+            raise ValueError("the model has no BatchNorm2d layer to match statistics against")
+
+    def _record(self, module: nn.BatchNorm2d, inputs: tuple[Tensor, ...]) -> None:
+        if self._current is None:
+            return
+        variance, mean = torch.var_mean(inputs[0].float(), dim=(0, 2, 3), correction=0)
+        self._current.means.append(mean)
+        self._current.variances.append(variance)
+        self._current.running_means.append(module.running_mean)
+        self._current.running_variances.append(module.running_var)
+
+    @contextmanager
+    def recording(self) -> Iterator[BatchNormStatistics]:
+        self._current = BatchNormStatistics()
+        try:
+            yield self._current
+        finally:
+            self._current = None
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()

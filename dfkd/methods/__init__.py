@@ -1,0 +1,16 @@
+"""Registry of data-free KD method implementations.
+
+A params file (params/methods/<name>.yaml) names its implementation; several params files may
+share one implementation (e.g. `dafl` and `dafl_original`).
+"""
+
+from dfkd.methods.base import DFKDMethod
+from dfkd.methods.dafl import DAFL
+from dfkd.methods.dfq import DFQ
+from dfkd.registry import Registry
+
+METHODS: Registry[type[DFKDMethod]] = Registry("method implementation")
+METHODS.register("dafl")(DAFL)
+METHODS.register("dfq")(DFQ)
+
+__all__ = ["METHODS", "DFKDMethod"]

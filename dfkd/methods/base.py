@@ -1,0 +1,174 @@
+"""The contract between the training loop and a data-free KD method.
+
+Vocabulary (see README "Glossary"): a *generator step* updates whatever synthesises data
+(generator weights, latent codes or pixels); a *student step* is one distillation update; a
+*round* is some generator steps then some student steps; an *epoch* is some rounds, then
+evaluation.
+
+A method owns its synthesis side: its generator(s), their optimizers and any method state
+(EMA copies, memory banks, curricula). It returns named, already weighted loss terms; the loop
+logs them, owns the student's optimizer and schedule, evaluates, checkpoints and times. A method
+never reads or writes files, logs, evaluates, picks devices or precision, or branches on dataset
+or model names. The loop never branches on method names: a new method is one file, one params
+file and one import line in dfkd/methods/__init__.py.
+
+The loop guarantees: the teacher is frozen and in eval mode; during generator steps the student
+is in eval mode with frozen parameters (as in the CMI code base, so synthesis batches never touch
+its BN statistics); during student steps it is in train mode and trainable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from dfkd.generators import Generator, build_generator
+from dfkd.losses import kl_divergence
+from dfkd.models.base import Classifier
+from dfkd.schema import positive
+
+LossTerms = dict[str, Tensor]
+"""Scalar loss terms keyed by a stable name (`one_hot`, `bn_statistics`, ...), already weighted."""
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What the loop hands a method: the networks and the data geometry."""
+
+    teacher: Classifier
+    student: Classifier
+    num_classes: int
+    image_size: int
+    batch_size: int  # student batch; also the synthesis batch unless a method says otherwise
+    normalize: Callable[[Tensor], Tensor]  # pixels in [0, 1] -> the teacher's input space
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Hyperparameters every method has."""
+
+    student_temperature: float = field(metadata=positive)  # KD temperature of the student loss
+
+
+class DFKDMethod(ABC):
+    """Base class: plain KD for the student step; subclasses implement the synthesis side."""
+
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(self, config: MethodConfig, context: MethodContext) -> None:
+        self.config = config
+        self.context = context
+
+    @property
+    def teacher(self) -> Classifier:
+        return self.context.teacher
+
+    @property
+    def student(self) -> Classifier:
+        return self.context.student
+
+    @abstractmethod
+    def generator_step(self) -> LossTerms:
+        """One synthesis update; returns the detached terms of its loss."""
+
+    @abstractmethod
+    def sample(self, batch_size: int) -> Tensor:
+        """A synthetic batch (N, 3, H, W) in the teacher's input space, without gradient."""
+
+    def student_loss(self) -> LossTerms:
+        """Loss of one student step; the loop backpropagates the sum and steps the optimizer.
+
+        Default: KL(teacher || student) at `student_temperature` (times T^2) on a fresh sample.
+        """
+        images = self.sample(self.context.batch_size)
+        with torch.no_grad():
+            teacher_logits = self.teacher(images)
+        student_logits = self.student(images)
+        return {
+            "kd": kl_divergence(student_logits, teacher_logits, self.config.student_temperature)
+        }
+
+    def on_epoch_end(self, epoch: int) -> None:  # noqa: B027 - an optional hook
+        """Called after each epoch's training (1-based epoch), before evaluation."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume the method exactly (not the teacher or the student)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        del state
+
+
+@dataclass(frozen=True)
+class GenerativeMethodConfig(MethodConfig):
+    """Hyperparameters of a method with one persistent generator."""
+
+    generator: str  # registry name in dfkd.generators
+    latent_dim: int = field(metadata=positive)
+    generator_base_channels: int = field(metadata=positive)  # "ngf"; 64 in the papers
+    generator_learning_rate: float = field(metadata=positive)  # Adam
+    generator_betas: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if not all(0 <= beta < 1 for beta in self.generator_betas):
+            raise ValueError(f"generator_betas: got {list(self.generator_betas)}; each in [0, 1)")
+
+
+class GenerativeMethod(DFKDMethod):
+    """A method that trains one persistent generator with Adam (DAFL, DFQ, CuDFKD, MAD).
+
+    The generator is trained in train mode (batch statistics) and sampled for the student in
+    eval mode (running statistics), as the CMI code base does since commit acbbea6.
+    """
+
+    config: GenerativeMethodConfig
+
+    def __init__(self, config: GenerativeMethodConfig, context: MethodContext) -> None:
+        super().__init__(config, context)
+        self.generator: Generator = build_generator(
+            config.generator, config.latent_dim, config.generator_base_channels, context.image_size
+        ).to(context.device)
+        self.generator_optimizer = torch.optim.Adam(
+            self.generator.parameters(),
+            lr=config.generator_learning_rate,
+            betas=config.generator_betas,
+        )
+
+    def _latent(self, batch_size: int) -> Tensor:
+        return torch.randn(batch_size, self.config.latent_dim, device=self.context.device)
+
+    def _to_teacher_space(self, generated: Tensor) -> Tensor:
+        return generated if self.generator.outputs_normalized else self.context.normalize(generated)
+
+    def generate(self, batch_size: int) -> Tensor:
+        """A batch from the generator in train mode, with gradient, in the teacher's input space."""
+        self.generator.train()
+        return self._to_teacher_space(self.generator(self._latent(batch_size)))
+
+    @torch.no_grad()
+    def sample(self, batch_size: int) -> Tensor:
+        self.generator.eval()
+        return self._to_teacher_space(self.generator(self._latent(batch_size)))
+
+    def optimize_generator(self, terms: LossTerms) -> LossTerms:
+        """Backpropagates the sum of `terms`, steps the generator's Adam, returns them detached."""
+        self.generator_optimizer.zero_grad(set_to_none=True)
+        torch.stack(list(terms.values())).sum().backward()
+        self.generator_optimizer.step()
+        return {name: value.detach() for name, value in terms.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.state_dict(),
+            "generator_optimizer": self.generator_optimizer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.generator_optimizer.load_state_dict(state["generator_optimizer"])

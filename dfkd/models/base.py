@@ -1,0 +1,41 @@
+"""The interface every classifier follows, and the registry that names them.
+
+A classifier is a feature extractor that ends in global pooling, followed by one linear `head`.
+Data-free methods need the teacher's penultimate feature as well as its logits (DAFL's activation
+loss, for instance), so `forward_with_features` returns both from a single forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from dfkd.registry import Registry
+
+
+class Classifier(nn.Module):
+    """Images (N, 3, H, W) -> logits (N, num_classes), through a (N, feature_dim) feature."""
+
+    head: nn.Linear
+
+    def __init__(self, num_classes: int, feature_dim: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.feature_dim = feature_dim
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The penultimate feature (N, feature_dim), after global pooling, before the head."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.forward_features(x))
+
+    def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits (N, num_classes), features (N, feature_dim)) from one forward pass."""
+        features = self.forward_features(x)
+        return self.head(features), features
+
+
+# Constructors `(num_classes) -> Classifier`, filled in by the family modules as they are imported.
+MODELS: Registry[Callable[[int], Classifier]] = Registry("model")

@@ -1,0 +1,190 @@
+"""Teacher training on the real training set (the only place the suite reads training images).
+
+Recipe (params/teachers.yaml): SGD with momentum and weight decay, cross-entropy, a step schedule,
+the CIFAR train augmentation (random crop with 4 px zero padding, horizontal flip) applied on the
+device, the last partial batch kept, evaluation on the full test set after every epoch. The
+*final* model is the teacher (no test-set selection); its test accuracy appears in every report.
+
+Outputs (atomic): `teacher.pt`, `metrics.json`, `history.csv`; while running, checkpoints that
+hold the epoch's shuffling order and position, so a resumed run continues mid-epoch exactly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dfkd.checkpoint import (
+    capture_rng,
+    load_run_state,
+    remove_run_state,
+    restore_rng,
+    save_model,
+    save_run_state,
+    seed_everything,
+)
+from dfkd.config import config_hash, load_teacher_config
+from dfkd.data import dataset_info, load_split, normalize, random_crop_flip
+from dfkd.loop import Diverged
+from dfkd.models import build_model
+from dfkd.optim import build_sgd
+from dfkd.outputs import write_run_outputs
+from dfkd.progress import Progress
+from dfkd.provenance import collect
+from dfkd.runtime import (
+    Interrupted,
+    StopRequest,
+    TrainingClock,
+    choose_device,
+    configure_determinism,
+    reset_peak_memory,
+)
+from dfkd.schema import to_dict
+
+EVALUATION_BATCH_SIZE = 1000
+
+
+@dataclass
+class TeacherState:
+    epochs_completed: int = 0
+    batches_completed: int = 0  # inside the epoch in progress
+    order: torch.Tensor | None = None  # the epoch's shuffling permutation
+    loss_sum: torch.Tensor | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
+    started = time.perf_counter()
+    config = load_teacher_config(config_path)
+    out_dir = Path(out_dir)
+    digest = config_hash(config)
+    device = choose_device()
+    configure_determinism(config.deterministic)
+    info = dataset_info(config.dataset)
+    recipe = config.recipe
+
+    train = load_split(config.dataset, config.data.root, "train", config.data.download).to(device)
+    test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
+    test_images = normalize(test.images, info)
+
+    seed_everything(config.seed)
+    model = build_model(config.architecture, info.num_classes).to(device)
+    optimizer, scheduler = build_sgd(model.parameters(), recipe.optimizer, recipe.epochs)
+    state, clock = TeacherState(), TrainingClock(device)
+    saved = load_run_state(out_dir, digest)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = TeacherState(**saved["loop"])
+        clock.elapsed_seconds = saved["train_seconds"]
+        restore_rng(saved["rng"])
+
+    def save() -> None:
+        save_run_state(
+            out_dir,
+            {
+                "config_hash": digest,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "loop": vars(state),
+                "train_seconds": clock.elapsed_seconds,
+                "rng": capture_rng(),
+            },
+        )
+
+    batches_per_epoch = -(-len(train) // recipe.batch_size)
+    label = f"teacher {config.dataset} {config.architecture}"
+    progress = Progress(label, recipe.epochs, batches_per_epoch, state.epochs_completed)
+    reset_peak_memory(device)
+    stop = StopRequest()
+    try:
+        with stop.installed():
+            for epoch in range(state.epochs_completed + 1, recipe.epochs + 1):
+                if state.order is None:
+                    state.order = torch.randperm(len(train), device=device)
+                    state.loss_sum = torch.zeros((), device=device)
+                clock.start()
+                model.train()
+                for batch in range(state.batches_completed, batches_per_epoch):
+                    indices = state.order[
+                        batch * recipe.batch_size : (batch + 1) * recipe.batch_size
+                    ]
+                    images = normalize(random_crop_flip(train.images[indices]), info)
+                    loss = F.cross_entropy(model(images), train.labels[indices])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    state.loss_sum += loss.detach() * len(indices)
+                    progress.advance()
+                    if stop and batch + 1 < batches_per_epoch:
+                        clock.stop()
+                        state.batches_completed = batch + 1
+                        save()
+                        raise Interrupted(stop.exit_status)
+                scheduler.step()
+                clock.stop()
+                train_loss = state.loss_sum.item() / len(train)
+                if not torch.isfinite(torch.tensor(train_loss)):
+                    raise Diverged("train/cross_entropy", epoch, 0, batches_per_epoch, train_loss)
+                model.eval()
+                began = time.perf_counter()
+                with torch.no_grad():
+                    predictions = torch.cat(
+                        [
+                            model(chunk).argmax(1)
+                            for chunk in test_images.split(EVALUATION_BATCH_SIZE)
+                        ]
+                    )
+                record = {
+                    "epoch": epoch,
+                    "acc1": 100.0 * (predictions == test.labels).double().mean().item(),
+                    "train_loss": train_loss,
+                    "train_seconds": clock.elapsed_seconds,
+                    "eval_seconds": time.perf_counter() - began,
+                    "learning_rate": optimizer.param_groups[0]["lr"],
+                }
+                state.history.append(record)
+                state.epochs_completed, state.batches_completed = epoch, 0
+                state.order = state.loss_sum = None
+                save()
+                progress.epoch(record)
+                if stop and epoch < recipe.epochs:
+                    raise Interrupted(stop.exit_status)
+    finally:
+        progress.close()
+
+    write_run_outputs(
+        out_dir,
+        model_file="teacher.pt",
+        save_model_file=lambda path: save_model(
+            path, model, config.architecture, config.dataset, {"config_hash": digest}
+        ),
+        metrics={
+            "kind": "teacher",
+            "status": "completed",
+            "run": {
+                "protocol": config.protocol,
+                "dataset": config.dataset,
+                "architecture": config.architecture,
+                "seed": config.seed,
+            },
+            "provenance": collect(device, config.deterministic, digest),
+            "config": to_dict(config),
+            "summary": {
+                "final_acc1": state.history[-1]["acc1"],
+                "train_hours": clock.elapsed_seconds / 3600.0,
+            },
+            "total_hours": (time.perf_counter() - started) / 3600.0,
+        },
+        history=state.history,
+        device=device,
+    )
+    remove_run_state(out_dir)
+    return 0
