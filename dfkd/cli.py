@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_distillation(arguments.config, arguments.out_dir)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except yaml.YAMLError as error:
         print(f"error: invalid YAML: {error}".replace("\n", " "), file=sys.stderr)

@@ -320,7 +320,7 @@ class Suite:
         if method not in experiment.methods or seed not in experiment.seeds:
             raise ConfigError(f"method '{method}' seed {seed} is not in experiment '{dataset}'")
         chosen = self.params.protocols[protocol]
-        schedule, hyperparameters = self._method_settings(method, dataset, f"{teacher}-{student}")
+        schedule, hyperparameters = self.method_settings(method, dataset, f"{teacher}-{student}")
         if chosen.distill_epochs is not None:
             schedule = replace(
                 schedule,
@@ -365,7 +365,8 @@ class Suite:
             )
         return self.params.experiments[dataset]
 
-    def _method_settings(self, method: str, dataset: str, pair: str) -> tuple[LoopConfig, dict]:
+    def method_settings(self, method: str, dataset: str, pair: str) -> tuple[LoopConfig, dict]:
+        """A method's published schedule and hyperparameters with its overrides for dataset/pair."""
         return _method_settings(self.methods[method], method, dataset, pair, self.params_dir)
 
 

@@ -14,7 +14,7 @@ ljrprocc/DataFree registry.py (Tiny-ImageNet), and our own measurements (JPEG CI
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +42,9 @@ class DatasetInfo:
     std: tuple[float, float, float]
     directory: str  # folder under the data root; "" where torchvision or scikit-learn decides
     title: str  # how reports and error messages name the dataset
+    # "crop_flip": RandomCrop(size, padding=4) + RandomHorizontalFlip (the CIFAR recipe);
+    # "none": digits, whose identity a mirror image or a one-stroke shift can change.
+    train_augmentation: str
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -58,6 +61,7 @@ DATASETS: dict[str, DatasetInfo] = {
             std=(0.2023, 0.1994, 0.2010),
             directory="",
             title="CIFAR-10",
+            train_augmentation="crop_flip",
         ),
         DatasetInfo(
             name="cifar100",
@@ -68,6 +72,7 @@ DATASETS: dict[str, DatasetInfo] = {
             std=(0.2675, 0.2565, 0.2761),
             directory="",
             title="CIFAR-100",
+            train_augmentation="crop_flip",
         ),
         # ljrprocc/DataFree (CuDFKD) registry.py: the measured channel statistics of the train
         # split. CMI's entry is a 0.5/0.5 placeholder, and CuDFKD is the only reference code base
@@ -81,6 +86,7 @@ DATASETS: dict[str, DatasetInfo] = {
             std=(0.2302, 0.2265, 0.2262),
             directory="tiny-imagenet-200",
             title="Tiny-ImageNet",
+            train_augmentation="crop_flip",
         ),
         # CIFAR-10 re-encoded as JPEG quality 75 by a third party, in the ImageFolder layout. Its
         # README gives mean (0.489, 0.482, 0.447), std (0.245, 0.243, 0.261); decoding its 50,000
@@ -95,6 +101,7 @@ DATASETS: dict[str, DatasetInfo] = {
             std=(0.2452, 0.2428, 0.2606),
             directory="cifar10-jpeg",
             title="CIFAR-10 (JPEG q75 copy)",
+            train_augmentation="crop_flip",
         ),
         # scikit-learn's bundled 8x8 digits as 32x32 grey RGB. Statistics of the train split as
         # this module loads it, rounded to 4 decimals; tests/test_data.py recomputes them.
@@ -107,6 +114,7 @@ DATASETS: dict[str, DatasetInfo] = {
             std=(0.3244, 0.3244, 0.3244),
             directory="",
             title="scikit-learn digits",
+            train_augmentation="none",
         ),
     )
 }
@@ -193,26 +201,16 @@ def random_crop_flip(images: Tensor, padding: int = 4) -> Tensor:
     return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
 
-def batches(
-    data: ImageTensors, batch_size: int, shuffle: bool, augment: bool, info: DatasetInfo
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """One pass over `data`: (normalised float32 images, labels) on the data's device.
+def training_batch(data: ImageTensors, indices: Tensor, info: DatasetInfo) -> tuple[Tensor, Tensor]:
+    """(normalised float32 images, labels) of `data[indices]` with the dataset's train augmentation.
 
-    The last partial batch is kept, as torchvision's DataLoader does with drop_last=False, so the
-    number of steps and the BN statistics match the reference loop.
+    Callers own the order (a per-epoch torch.randperm, keeping the last partial batch as
+    torchvision's DataLoader does), so a checkpoint can store it and resume mid-epoch.
     """
-    device = data.images.device
-    order = (
-        torch.randperm(len(data), device=device)
-        if shuffle
-        else torch.arange(len(data), device=device)
-    )
-    for start in range(0, len(data), batch_size):
-        index = order[start : start + batch_size]
-        images, labels = data.images[index], data.labels[index]
-        if augment:
-            images = random_crop_flip(images)
-        yield normalize(images, info), labels
+    images = data.images[indices]
+    if info.train_augmentation == "crop_flip":
+        images = random_crop_flip(images)
+    return normalize(images, info), data.labels[indices]
 
 
 # Loaders: (info, root, split, download) -> (images (N, 3, H, W) uint8, labels (N,) int64).

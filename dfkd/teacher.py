@@ -1,9 +1,10 @@
 """Teacher training on the real training set (the only place the suite reads training images).
 
 Recipe (params/teachers.yaml): SGD with momentum and weight decay, cross-entropy, a step schedule,
-the CIFAR train augmentation (random crop with 4 px zero padding, horizontal flip) applied on the
-device, the last partial batch kept, evaluation on the full test set after every epoch. The
-*final* model is the teacher (no test-set selection); its test accuracy appears in every report.
+the dataset's train augmentation (for CIFAR: random crop with 4 px zero padding and horizontal
+flip) applied on the device, the last partial batch kept, evaluation on the full test set after
+every epoch. The *final* model is the teacher (no test-set selection); its test accuracy appears
+in every report.
 
 Outputs (atomic): `teacher.pt`, `metrics.json`, `history.csv`; while running, checkpoints that
 hold the epoch's shuffling order and position, so a resumed run continues mid-epoch exactly.
@@ -29,7 +30,7 @@ from dfkd.checkpoint import (
     seed_everything,
 )
 from dfkd.config import config_hash, load_teacher_config
-from dfkd.data import dataset_info, load_split, normalize, random_crop_flip
+from dfkd.data import dataset_info, load_split, normalize, training_batch
 from dfkd.loop import Diverged
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
@@ -116,8 +117,8 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                     indices = state.order[
                         batch * recipe.batch_size : (batch + 1) * recipe.batch_size
                     ]
-                    images = normalize(random_crop_flip(train.images[indices]), info)
-                    loss = F.cross_entropy(model(images), train.labels[indices])
+                    images, labels = training_batch(train, indices, info)
+                    loss = F.cross_entropy(model(images), labels)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

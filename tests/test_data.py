@@ -30,11 +30,11 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from dfkd.data import (
     DATASETS,
     ImageTensors,
-    batches,
     dataset_info,
     load_split,
     normalize,
     random_crop_flip,
+    training_batch,
 )
 from dfkd.errors import ConfigError, DataError
 
@@ -420,29 +420,21 @@ def _numbered_data(n: int = 10) -> ImageTensors:
     return ImageTensors(values.view(n, 1, 1, 1).expand(n, 3, 32, 32).clone(), torch.arange(n))
 
 
-@pytest.mark.parametrize("augment", [False, True])
-def test_batches_cover_every_sample_once_and_keep_the_tail(augment):
-    data, info = _numbered_data(), dataset_info("cifar10")
+def test_training_batch_augments_cifar_but_not_digits():
+    data, indices = _numbered_data(), torch.tensor([7, 2, 5])
     torch.manual_seed(0)
-    passes = [list(batches(data, 4, shuffle=True, augment=augment, info=info)) for _ in range(2)]
-    for batch_list in passes:
-        assert [len(labels) for _, labels in batch_list] == [4, 4, 2]
-        labels = torch.cat([labels for _, labels in batch_list])
-        assert torch.equal(labels.sort().values, torch.arange(10))
-        for images, batch_labels in batch_list:
-            assert images.dtype == torch.float32 and images.shape[1:] == (3, 32, 32)
-            expected = normalize(data.images[batch_labels], info)
-            centre = (slice(None), slice(None), slice(8, 24), slice(8, 24))
-            assert torch.equal(images[centre], expected[centre])
-    orders = [torch.cat([labels for _, labels in batch_list]) for batch_list in passes]
-    assert not torch.equal(orders[0], orders[1])
+    info = dataset_info("cifar10")
+    images, labels = training_batch(data, indices, info)
+    assert torch.equal(labels, indices)
+    assert images.dtype == torch.float32 and images.shape == (3, 3, 32, 32)
+    expected = normalize(data.images[indices], info)
+    centre = (slice(None), slice(None), slice(8, 24), slice(8, 24))
+    assert torch.equal(images[centre], expected[centre])  # constant images: only borders move
+    assert not torch.equal(images, expected)  # some zero padding came in at the borders
 
-
-def test_batches_without_shuffle_keep_the_order():
-    data, info = _numbered_data(), dataset_info("cifar100")
-    out = list(batches(data, 3, shuffle=False, augment=False, info=info))
-    assert torch.equal(torch.cat([labels for _, labels in out]), torch.arange(10))
-    assert torch.equal(torch.cat([images for images, _ in out]), normalize(data.images, info))
+    digits = dataset_info("digits")
+    images, labels = training_batch(data, indices, digits)
+    assert torch.equal(images, normalize(data.images[indices], digits))
 
 
 def test_unknown_names_are_config_errors():

@@ -1,0 +1,23 @@
+# The suite's run graph: teachers -> distillation runs -> reports.
+#   snakemake --cores all reports/digits_table.md     (the embedded default; also `rule all`)
+#   snakemake --cores all reports/cifar10_table.md    (the paper protocol on a GPU box)
+# The experiment matrix and the protocols are in params.yaml; values per method and dataset
+# under params/. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+include: "pipelines/common.smk"
+include: "pipelines/teachers.smk"
+include: "pipelines/distill.smk"
+include: "pipelines/reports.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "reports/digits_table.md",

@@ -1,0 +1,366 @@
+"""`dfkd report`: one dataset's runs -> citable tables, a tidy CSV, headline metrics and curves.
+
+Inputs are the `metrics.json` files of the distillation runs (in experiment order: pairs, then
+methods, then seeds) and of the teachers, plus `params/published.yaml`. Outputs, each optional:
+
+- `<dataset>_table.md` / `.tex`: a comparison table (methods x teacher->student pairs, final-epoch
+  Acc@1, Agree@1 and L_p as mean ± std over seeds, published numbers beside them) and a
+  stability table (CuDFKD Table 4: mu and sigma^2, the best-epoch oracle, time to threshold,
+  memory, time), rendered by Jinja templates from one tidy per-run table;
+- `<dataset>_runs.csv`: that tidy table, one row per run;
+- `<dataset>_metrics.json`: headline numbers for `dvc metrics show`;
+- `<dataset>_curves.png`: test Acc@1 per epoch, mean over seeds with a ±std band.
+
+The primary number is the final-epoch accuracy: without training data there is no validation
+set, so a best epoch can only be picked on the test set; it appears only as a labelled oracle.
+A diverged run stopped before the end of its schedule, so its numbers are not final-epoch
+numbers: it is excluded from every mean and counted in the cell instead.
+
+Every input is read and checked, and every output rendered in memory, before the first file is
+written; each file is then replaced atomically, so bad input leaves the old reports untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dfkd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from dfkd.config import read_yaml
+from dfkd.data import dataset_info
+from dfkd.errors import UserError
+from dfkd.report_format import Latex, Markdown, ReportFacts, build_view, curves_png, render
+from dfkd.stats import aggregate
+
+# Columns of the tidy per-run table, in CSV order.
+RUN_COLUMNS = (
+    "protocol", "dataset", "teacher", "student", "pair", "method", "seed", "status",
+    "epochs_planned", "epochs_completed", "divergence_epoch", "divergence_term",
+    "final_acc1", "final_agree1", "final_lp", "final_lp_reference_code",
+    "best_acc1", "best_acc1_epoch", "mu", "sigma2", "stability_start_epoch",
+    "accuracy_threshold", "t_threshold_hours", "epochs_to_threshold",
+    "train_hours", "total_hours", "peak_device_memory_bytes", "peak_host_memory_bytes",
+    "teacher_acc1", "device", "device_name", "git_commit", "git_dirty", "suite_version",
+    "config_hash", "metrics_path",
+)  # fmt: skip
+# Summary entries that describe a finished schedule; blank for a diverged run.
+RESULT_COLUMNS = (
+    "final_acc1", "final_agree1", "final_lp", "final_lp_reference_code", "best_acc1",
+    "best_acc1_epoch", "mu", "sigma2", "t_threshold_hours", "epochs_to_threshold",
+)  # fmt: skip
+COUNT_COLUMNS = ("best_acc1_epoch", "epochs_to_threshold", "divergence_epoch")
+# Aggregated over the completed seeds of each (pair, method).
+AGGREGATED = (*RESULT_COLUMNS[:5], *RESULT_COLUMNS[6:], "train_hours", "total_hours")
+NUMBER_COLUMNS = (*RESULT_COLUMNS, "train_hours", "total_hours", "peak_device_memory_bytes",
+                  "peak_host_memory_bytes", "teacher_acc1")  # fmt: skip
+STATUSES = ("completed", "diverged")
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset name, e.g. cifar10")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="distillation metrics.json files, in experiment order (pairs, methods, seeds)",
+    )
+    parser.add_argument(
+        "--teachers", nargs="*", default=[], metavar="PATH", help="teacher metrics.json files"
+    )
+    parser.add_argument(
+        "--published",
+        default="params/published.yaml",
+        metavar="PATH",
+        help="published numbers printed beside ours (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--templates",
+        default="reports/templates",
+        metavar="DIR",
+        help="folder holding table.md.j2 and table.tex.j2 (default: %(default)s)",
+    )
+    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown tables here")
+    parser.add_argument("--latex", metavar="OUT", help="write the LaTeX (booktabs) tables here")
+    parser.add_argument("--runs-csv", metavar="OUT", help="write the tidy per-run table here")
+    parser.add_argument("--metrics", metavar="OUT", help="write headline metrics (JSON) here")
+    parser.add_argument("--curves", metavar="OUT", help="write the learning-curve plot here")
+
+
+def run_report(arguments: argparse.Namespace) -> int:
+    """Reads and checks every input, renders every output in memory, then writes them."""
+    title = dataset_info(arguments.dataset).title
+    published = _published_for(read_yaml(Path(arguments.published)), arguments.dataset)
+    runs, histories = load_runs(arguments.runs, arguments.dataset)
+    protocol = runs["protocol"].iloc[0]
+    teacher_acc1 = load_teachers(arguments.teachers, arguments.dataset, protocol)
+    groups = group_table(runs)
+    facts = _facts(runs, published, arguments.dataset, title)
+
+    outputs: dict[str, str | bytes] = {}
+    templates = Path(arguments.templates)
+    for out, template, dialect in (
+        (arguments.markdown, "table.md.j2", Markdown()),
+        (arguments.latex, "table.tex.j2", Latex()),
+    ):
+        if out:
+            view = build_view(groups, teacher_acc1, published, facts, dialect)
+            outputs[out] = render(templates, template, view, dialect)
+    if arguments.runs_csv:
+        outputs[arguments.runs_csv] = runs.to_csv(index=False, lineterminator="\n")
+    if arguments.curves:
+        outputs[arguments.curves] = curves_png(runs, histories)
+    headline = headline_metrics(groups, teacher_acc1) if arguments.metrics else None
+    for path, content in outputs.items():
+        if isinstance(content, bytes):
+            atomic_write_bytes(path, content)
+        else:
+            atomic_write_text(path, content)
+    if arguments.metrics:
+        atomic_write_json(arguments.metrics, headline)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking the inputs
+
+
+def _read_metrics(path: str, kind: str) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{path}: metrics file not found; run the job that writes it first")
+    try:
+        record = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not valid JSON ({error}); delete it and re-run its job") from None
+    if not isinstance(record, dict) or record.get("kind") != kind:
+        found = record.get("kind") if isinstance(record, dict) else type(record).__name__
+        raise UserError(f"{path}: expected a {kind} metrics file, found kind {found!r}")
+    return record
+
+
+def _require(record: Mapping[str, Any], path: str, *keys: str) -> Any:
+    value: Any = record
+    for depth, key in enumerate(keys):
+        if not isinstance(value, Mapping) or key not in value:
+            dotted = ".".join(keys[: depth + 1])
+            raise UserError(f"{path}: missing '{dotted}'; the metrics file is incomplete")
+        value = value[key]
+    return value
+
+
+def _check_same(path: str, what: str, value: Any, expected: Any, expected_from: str) -> None:
+    if value != expected:
+        raise UserError(
+            f"{path}: {what} is {value!r} but {expected_from} has {expected!r}; "
+            "one report covers the runs of one dataset and one protocol"
+        )
+
+
+def _run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    run = {
+        key: _require(record, path, "run", key)
+        for key in ("protocol", "dataset", "teacher", "student", "method", "seed")
+    }
+    status = _require(record, path, "status")
+    if status not in STATUSES:
+        raise UserError(f"{path}: unknown status {status!r}; expected one of {STATUSES}")
+    summary = record.get("summary") or {}
+    provenance = _require(record, path, "provenance")
+    divergence = record.get("divergence") or {}
+    row = {
+        **run,
+        "pair": f"{run['teacher']}-{run['student']}",
+        "status": status,
+        "epochs_planned": record.get("epochs_planned"),
+        "epochs_completed": record.get("epochs_completed"),
+        "divergence_epoch": divergence.get("epoch"),
+        "divergence_term": divergence.get("term"),
+        **{
+            column: summary.get(column) if status == "completed" else None
+            for column in RESULT_COLUMNS
+        },
+        "stability_start_epoch": _require(record, path, "config", "statistics", "start_epoch"),
+        "accuracy_threshold": _require(record, path, "config", "statistics", "accuracy_threshold"),
+        "train_hours": summary.get("train_hours"),
+        "total_hours": record.get("total_hours"),
+        "peak_device_memory_bytes": record.get("peak_device_memory_bytes"),
+        "peak_host_memory_bytes": record.get("peak_host_memory_bytes"),
+        "teacher_acc1": (record.get("teacher") or {}).get("acc1"),
+        "metrics_path": path,
+    }
+    for key in ("device", "device_name", "git_commit", "git_dirty", "suite_version", "config_hash"):
+        row[key] = provenance.get(key)
+    for column in NUMBER_COLUMNS:
+        value = row[column]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise UserError(f"{path}: {column} is {value!r}; expected a number or null")
+    return row
+
+
+def load_runs(
+    paths: Sequence[str], dataset: str
+) -> tuple[pd.DataFrame, dict[int, list[dict[str, Any]]]]:
+    """The tidy per-run table (in argument order) and each row's per-epoch history."""
+    rows, histories, seen = [], {}, {}
+    for index, path in enumerate(paths):
+        record = _read_metrics(path, "distillation")
+        row = _run_row(path, record)
+        _check_same(path, "the dataset", row["dataset"], dataset, "--dataset")
+        if rows:
+            first = rows[0]
+            for key in ("protocol", "stability_start_epoch", "accuracy_threshold"):
+                _check_same(path, key, row[key], first[key], first["metrics_path"])
+        key = (row["pair"], row["method"], row["seed"])
+        if key in seen:
+            raise UserError(f"{path}: the same run as {seen[key]} ({' '.join(map(str, key))})")
+        seen[key] = path
+        rows.append(row)
+        histories[index] = list(record.get("history") or [])
+    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    for column in COUNT_COLUMNS:
+        runs[column] = runs[column].astype("Int64")  # integers that may be missing
+    return runs, histories
+
+
+def load_teachers(
+    paths: Sequence[str], dataset: str, protocol: str
+) -> dict[str, tuple[float, float, int]]:
+    """Final test Acc@1 per teacher architecture: (mean, std, n) over its metrics files."""
+    acc1: dict[str, list[float | None]] = {}
+    for path in paths:
+        record = _read_metrics(path, "teacher")
+        _check_same(
+            path, "the dataset", _require(record, path, "run", "dataset"), dataset, "--dataset"
+        )
+        _check_same(
+            path,
+            "the protocol",
+            _require(record, path, "run", "protocol"),
+            protocol,
+            "the distillation runs",
+        )
+        architecture = _require(record, path, "run", "architecture")
+        acc1.setdefault(architecture, []).append((record.get("summary") or {}).get("final_acc1"))
+    summaries = {name: aggregate(values) for name, values in acc1.items()}
+    return {name: (s.mean, s.std, s.n) for name, s in summaries.items()}
+
+
+def _published_for(published: Any, dataset: str) -> dict[str, Any]:
+    if not isinstance(published, Mapping) or not {"sources", "teachers", "results"} <= set(
+        published
+    ):
+        raise UserError("the published file needs the keys 'sources', 'teachers' and 'results'")
+    return {
+        "sources": published["sources"] or {},
+        "teachers": (published["teachers"] or {}).get(dataset) or {},
+        "results": (published["results"] or {}).get(dataset) or {},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation
+
+
+def group_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (pair, method) in experiment order: seed counts and aggregates."""
+    pair_order = {pair: i for i, pair in enumerate(dict.fromkeys(runs["pair"]))}
+    method_order = {method: i for i, method in enumerate(dict.fromkeys(runs["method"]))}
+    keys = sorted(
+        dict.fromkeys(zip(runs["pair"], runs["method"], strict=True)),
+        key=lambda key: (pair_order[key[0]], method_order[key[1]]),
+    )
+    rows = []
+    for pair, method in keys:
+        group = runs[(runs["pair"] == pair) & (runs["method"] == method)]
+        completed = group[group["status"] == "completed"]
+        row: dict[str, Any] = {
+            "pair": pair,
+            "teacher": group["teacher"].iloc[0],
+            "student": group["student"].iloc[0],
+            "method": method,
+            "completed": len(completed),
+            "diverged": int((group["status"] == "diverged").sum()),
+            "reached": int(completed["t_threshold_hours"].notna().sum()),
+        }
+        for column in AGGREGATED:
+            summary = aggregate(pd.to_numeric(completed[column]).astype(float).tolist())
+            row[f"{column}_mean"], row[f"{column}_std"] = summary.mean, summary.std
+        # A CPU run has no device memory; its host peak (RSS) stands in, and is labelled so.
+        device = pd.to_numeric(group["peak_device_memory_bytes"]).astype(float)
+        host = pd.to_numeric(group["peak_host_memory_bytes"]).astype(float)
+        row["peak_memory_bytes"] = device.fillna(host).max()
+        row["memory_is_host"] = bool(device.isna().any())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _json_number(value: Any) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def headline_metrics(
+    groups: pd.DataFrame, teacher_acc1: Mapping[str, tuple[float, float, int]]
+) -> dict[str, Any]:
+    """{pair: {method: {...}}, teacher: {architecture: acc1}}; undefined numbers are null."""
+    metrics: dict[str, Any] = {}
+    for row in groups.itertuples(index=False):
+        metrics.setdefault(row.pair, {})[row.method] = {
+            "final_acc1_mean": _json_number(row.final_acc1_mean),
+            "final_acc1_std": _json_number(row.final_acc1_std),
+            "final_agree1_mean": _json_number(row.final_agree1_mean),
+            "final_lp_mean": _json_number(row.final_lp_mean),
+            "n": int(row.completed),
+            "diverged": int(row.diverged),
+        }
+    metrics["teacher"] = {
+        teacher: _json_number(teacher_acc1.get(teacher, (math.nan,))[0])
+        for teacher in dict.fromkeys(groups["teacher"])
+    }
+    return metrics
+
+
+def _facts(
+    runs: pd.DataFrame, published: Mapping[str, Any], dataset: str, title: str
+) -> ReportFacts:
+    hardware = [
+        f"{name or 'unknown'} (CPU)" if device == "cpu" else str(name or "unknown")
+        for name, device in dict.fromkeys(zip(runs["device_name"], runs["device"], strict=True))
+    ]
+    commits = [
+        "unknown" if not isinstance(commit, str) else commit[:7] + ("+dirty" if dirty else "")
+        for commit, dirty in dict.fromkeys(zip(runs["git_commit"], runs["git_dirty"], strict=True))
+    ]
+    used = [published["teachers"].get(teacher, {}).get("source") for teacher in runs["teacher"]]
+    used += [
+        published["results"].get(pair, {}).get(method, {}).get("source")
+        for pair, method in zip(runs["pair"], runs["method"], strict=True)
+    ]
+    sources = [(key, str(published["sources"].get(key, key))) for key in dict.fromkeys(used) if key]
+    # SOURCE_DATE_EPOCH (reproducible-builds.org) pins the date, so a re-render can be byte-equal.
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if epoch and not epoch.isdigit():
+        raise UserError(f"SOURCE_DATE_EPOCH is {epoch!r}; expected seconds since 1970 or unset")
+    utc = datetime.timezone.utc
+    now = datetime.datetime.fromtimestamp(int(epoch), utc) if epoch else datetime.datetime.now(utc)
+    return ReportFacts(
+        dataset=dataset,
+        dataset_title=title,
+        protocol=str(runs["protocol"].iloc[0]),
+        hardware=hardware,
+        suite_versions=[str(v or "unknown") for v in dict.fromkeys(runs["suite_version"])],
+        commits=commits,
+        seeds=sorted({int(seed) for seed in runs["seed"]}),
+        accuracy_threshold=float(runs["accuracy_threshold"].iloc[0]),
+        stability_start_epoch=int(runs["stability_start_epoch"].iloc[0]),
+        sources=sources,
+        date=now.date().isoformat(),
+    )

@@ -1,0 +1,45 @@
+# Validates params.yaml (as Snakemake's config, so --config overrides are checked too) and the
+# files under params/ through dfkd.config, before any job starts; defines the output layout.
+import sys
+from pathlib import Path
+
+from dfkd.config import load_suite
+from dfkd.errors import ConfigError
+
+try:
+    SUITE = load_suite(config, "params")
+except ConfigError as error:
+    sys.exit(f"error: {error}")
+
+# Every wildcard of a run is a path level: results/<protocol>/<dataset>/...
+TEACHER_DIR = "results/{protocol}/{dataset}/teachers/{architecture}"
+RUN_DIR = "results/{protocol}/{dataset}/runs/{teacher}-{student}/{method}/seed{seed}"
+
+
+wildcard_constraints:
+    protocol="[a-z0-9_]+",
+    dataset="[a-z0-9_]+",
+    architecture="[a-z0-9_]+",
+    teacher="[a-z0-9_]+",
+    student="[a-z0-9_]+",
+    method="[a-z0-9_]+",
+    seed="[0-9]+",
+    experiment="|".join(SUITE.params.experiments),
+
+
+def teacher_checkpoint(protocol, dataset, architecture):
+    return f"{TEACHER_DIR}/teacher.pt".format(
+        protocol=protocol, dataset=dataset, architecture=architecture
+    )
+
+
+def report_inputs(w):
+    protocol = SUITE.protocol_of(w.experiment)
+    runs = [f"{RUN_DIR}/metrics.json".format(**run) for run in SUITE.runs(w.experiment)]
+    teachers = [
+        f"{TEACHER_DIR}/metrics.json".format(
+            protocol=protocol, dataset=w.experiment, architecture=architecture
+        )
+        for architecture in SUITE.teachers_of(w.experiment)
+    ]
+    return {"runs": runs, "teachers": teachers}

@@ -1,0 +1,24 @@
+# Teacher training: one job per (protocol, dataset, teacher architecture).
+
+
+rule train_teacher:
+    output:
+        config=f"{TEACHER_DIR}/config.yaml",
+        model=f"{TEACHER_DIR}/teacher.pt",
+        metrics=f"{TEACHER_DIR}/metrics.json",
+        history=f"{TEACHER_DIR}/history.csv",
+    params:
+        # The fully resolved config: a change to it (or to the suite version) re-runs the job.
+        config=lambda w: SUITE.teacher_config(w.protocol, w.dataset, w.architecture),
+        out_dir=lambda w, output: Path(output.model).parent,
+    log:
+        f"{TEACHER_DIR}/train.log",
+    threads: 4
+    run:
+        from dfkd.config import save_config
+
+        save_config(params.config, output.config)
+        shell(
+            "dfkd train-teacher --config {output.config} --out-dir {params.out_dir}"
+            " --threads {threads} > {log} 2>&1"
+        )

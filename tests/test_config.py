@@ -1,0 +1,201 @@
+"""Params files: strict loading, one clear line per problem, and the resolution of run configs."""
+
+import shutil
+from dataclasses import replace
+
+import pytest
+import yaml
+
+import dfkd
+from dfkd.cli import main
+from dfkd.config import (
+    config_hash,
+    load_run_config,
+    load_suite,
+    load_teacher_config,
+    read_yaml,
+    save_config,
+)
+from dfkd.errors import ConfigError
+from tests.networks import REPOSITORY
+
+
+@pytest.fixture
+def params(tmp_path):
+    """A writable copy of the real params: (params.yaml data, params dir)."""
+    shutil.copytree(REPOSITORY / "params", tmp_path / "params")
+    return read_yaml(REPOSITORY / "params.yaml"), tmp_path / "params"
+
+
+def _edit_yaml(path, edit):
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_every_run_of_every_experiment_resolves(suite):
+    for dataset, experiment in suite.params.experiments.items():
+        runs = suite.runs(dataset)
+        assert len(runs) == len(experiment.pairs) * len(experiment.methods) * len(experiment.seeds)
+        for run in runs:
+            config = suite.run_config(**run, teacher_checkpoint="teacher.pt")
+            assert config.suite_version == dfkd.__version__
+        for architecture in suite.teachers_of(dataset):
+            suite.teacher_config(experiment.protocol, dataset, architecture)
+
+
+def test_every_method_resolves_for_every_declared_override(suite):
+    for name, method in suite.methods.items():
+        for key in method.overrides:
+            dataset, _, pair = key.partition("/")
+            suite.method_settings(name, dataset, pair or "resnet34-resnet18")
+
+
+def test_saved_configs_load_back_identically(suite, tmp_path):
+    run = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 1, "t.pt")
+    save_config(run, tmp_path / "run.yaml")
+    assert load_run_config(tmp_path / "run.yaml") == run
+    teacher = suite.teacher_config("paper", "cifar10", "resnet34")
+    save_config(teacher, tmp_path / "teacher.yaml")
+    assert load_teacher_config(tmp_path / "teacher.yaml") == teacher
+
+
+def test_config_hash_changes_with_any_value(suite):
+    run = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 0, "t.pt")
+    assert config_hash(run) == config_hash(replace(run))
+    assert config_hash(run) != config_hash(replace(run, seed=1))
+    changed = replace(run, loop=replace(run.loop, batch_size=33))
+    assert config_hash(run) != config_hash(changed)
+
+
+def test_published_values_and_overrides_reach_the_run(suite):
+    dfq = suite.run_config("paper", "cifar100", "resnet34", "resnet18", "dfq", 0, "t.pt")
+    assert dfq.loop.student_optimizer.learning_rate == 0.05  # the R34->R18 CIFAR-100 script
+    assert dfq.loop.epochs == 200 and dfq.loop.rounds_per_epoch == 40
+    other = suite.run_config("paper", "cifar100", "wrn40_2", "wrn16_2", "dfq", 0, "t.pt")
+    assert other.loop.student_optimizer.learning_rate == 0.1
+    assert dfq.statistics.start_epoch == 80
+
+
+def test_protocols_shorten_schedules_and_scale_milestones(suite):
+    teacher = suite.teacher_config("quick", "cifar10", "resnet34")
+    assert teacher.recipe.epochs == 20
+    assert teacher.recipe.optimizer.milestones == (10, 15)  # 80/160 and 120/160 of 20 epochs
+    assert suite.teacher_config("paper", "cifar10", "resnet34").recipe.optimizer.milestones == (
+        80,
+        120,
+    )
+    tiny = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 0, "t.pt")
+    assert (tiny.loop.epochs, tiny.loop.rounds_per_epoch, tiny.loop.batch_size) == (10, 10, 32)
+    assert tiny.loop.student_steps_per_round == 10  # the method's own ratio is kept
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p.update(extra=1), "params.yaml: extra: unknown key"),
+        (lambda p: p["data"].pop("download"), "params.yaml: data.download: missing"),
+        (lambda p: p["experiments"]["digits"].update(seeds="0"), "experiments.digits.seeds"),
+        (
+            lambda p: p["experiments"]["digits"].update(methods=["dafl", "nope"]),
+            "unknown method 'nope'",
+        ),
+        (
+            lambda p: p["experiments"]["digits"].update(pairs=["cnn_small-resnet99"]),
+            "unknown student model 'resnet99'",
+        ),
+        (lambda p: p["experiments"]["digits"].update(seeds=[]), "seeds: must not be empty"),
+        (lambda p: p["experiments"]["digits"].update(seeds=[1, 1]), "entries must be unique"),
+        (lambda p: p["experiments"]["digits"].update(protocol="fast"), "unknown protocol 'fast'"),
+        (lambda p: p["experiments"].update(imagenet=p["experiments"]["digits"]), "unknown dataset"),
+        (lambda p: p["protocols"]["tiny"].update(distill_epochs=-1), "expected a number > 0"),
+        (lambda p: p["protocols"]["tiny"].update(deterministic="yes"), "expected true or false"),
+        (
+            lambda p: p["experiments"]["digits"].update(accuracy_threshold=120.0),
+            "a percentage",
+        ),
+    ],
+)
+def test_params_yaml_problems_are_named(params, edit, message):
+    data, params_dir = params
+    edit(data)
+    with pytest.raises(ConfigError, match=message):
+        load_suite(data, params_dir)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("methods/dfq.yaml", lambda m: m["schedule"].update(epochs=0), "schedule.epochs: got 0"),
+        (
+            "methods/dfq.yaml",
+            lambda m: m["hyperparameters"].update(bn_weight=1.0),
+            "hyperparameters.bn_weight: unknown key",
+        ),
+        (
+            "methods/dfq.yaml",
+            lambda m: m["hyperparameters"].update(generator_betas=[0.5, 1.5]),
+            "generator_betas",
+        ),
+        ("methods/dfq.yaml", lambda m: m.update(implementation="dfx"), "unknown method implem"),
+        (
+            "methods/dfq.yaml",
+            lambda m: m["overrides"].update(mnist={"schedule": {"epochs": 3}}),
+            "overrides.mnist",
+        ),
+        (
+            "methods/dafl.yaml",
+            lambda m: m["overrides"]["digits"]["hyperparameters"].update(latent_dim=-3),
+            "latent_dim",
+        ),
+        (
+            "methods/dafl_original.yaml",
+            lambda m: m["schedule"]["student_optimizer"].update(milestones=[800, 3000]),
+            "each must be < epochs",
+        ),
+        ("teachers.yaml", lambda t: t["digits"].update(batch_size=1.5), "expected an integer"),
+        (
+            "published.yaml",
+            lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(source="blog"),
+            "unknown source 'blog'",
+        ),
+    ],
+)
+def test_params_dir_problems_name_file_key_and_value(params, file, edit, message):
+    data, params_dir = params
+    _edit_yaml(params_dir / file, edit)
+    with pytest.raises(ConfigError, match=message) as error:
+        load_suite(data, params_dir)
+    assert str(params_dir / file) in str(error.value)
+
+
+def test_invalid_yaml_names_the_line(params):
+    data, params_dir = params
+    (params_dir / "methods" / "dfq.yaml").write_text("schedule:\n  epochs: [1\n")
+    with pytest.raises(ConfigError, match=r"dfq.yaml: not valid YAML \(line 3"):
+        load_suite(data, params_dir)
+
+
+def test_every_problem_is_reported_not_just_the_first(params):
+    data, params_dir = params
+    data["protocols"]["tiny"]["distill_epochs"] = 0
+    data["data"]["download"] = "no"
+    with pytest.raises(ConfigError) as error:
+        load_suite(data, params_dir)
+    assert len(str(error.value).splitlines()) == 2
+
+
+def test_check_command(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(REPOSITORY)
+    assert main(["check"]) == 0
+    assert "digits: protocol tiny, 4 runs" in capsys.readouterr().out
+
+    broken = read_yaml(REPOSITORY / "params.yaml")
+    broken["experiments"]["digits"]["methods"] = ["dafl", "mad2"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(broken))
+    assert main(["check", "--params", str(tmp_path / "params.yaml")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "error: params.yaml: experiments.digits.methods: unknown method 'mad2' (no "
+        "params/methods/mad2.yaml); have: dafl, dafl_original, dfq"
+    ]
