@@ -26,6 +26,37 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help="dataset name, e.g. cifar10")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="distillation metrics.json files, in experiment order (pairs, methods, seeds)",
+    )
+    parser.add_argument(
+        "--teachers", nargs="*", default=[], metavar="PATH", help="teacher metrics.json files"
+    )
+    parser.add_argument(
+        "--published",
+        default="params/published.yaml",
+        metavar="PATH",
+        help="published numbers printed beside ours (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--templates",
+        default="reports/templates",
+        metavar="DIR",
+        help="folder holding table.md.j2 and table.tex.j2 (default: %(default)s)",
+    )
+    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown tables here")
+    parser.add_argument("--latex", metavar="OUT", help="write the LaTeX (booktabs) tables here")
+    parser.add_argument("--runs-csv", metavar="OUT", help="write the tidy per-run table here")
+    parser.add_argument("--metrics", metavar="OUT", help="write headline metrics (JSON) here")
+    parser.add_argument("--curves", metavar="OUT", help="write the learning-curve plot here")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dfkd", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -37,9 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_arguments(commands.add_parser("train-teacher", help="train one teacher"))
     _add_run_arguments(commands.add_parser("distill", help="run one distillation"))
 
-    from dfkd.report import add_report_arguments
-
-    add_report_arguments(commands.add_parser("report", help="render a dataset's tables"))
+    _add_report_arguments(commands.add_parser("report", help="render a dataset's tables"))
     return parser
 
 

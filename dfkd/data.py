@@ -14,6 +14,7 @@ ljrprocc/DataFree registry.py (Tiny-ImageNet), and our own measurements (JPEG CI
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
-from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 
 from dfkd.errors import ConfigError, DataError
 
@@ -218,6 +218,9 @@ _Loader = Callable[[DatasetInfo, Path, str, bool], tuple[Tensor, Tensor]]
 
 
 def _load_cifar(info: DatasetInfo, root: Path, split: str, download: bool) -> tuple[Tensor, Tensor]:
+    # Imported here: torchvision takes seconds to import, and most jobs never load CIFAR.
+    from torchvision.datasets import CIFAR10, CIFAR100
+
     dataset_class = CIFAR10 if info.layout == "cifar10" else CIFAR100
     folder = dataset_class.base_folder
     try:
@@ -283,6 +286,8 @@ def _load_image_folder(
 ) -> tuple[Tensor, Tensor]:
     folder = root / info.directory / split
     try:
+        from torchvision.datasets import ImageFolder
+
         dataset = ImageFolder(str(folder))
     except FileNotFoundError as error:
         raise DataError(
@@ -323,20 +328,32 @@ def _decode_samples(samples: Sequence[tuple[str | Path, int]], size: int) -> tup
 def _load_digits(
     info: DatasetInfo, root: Path, split: str, download: bool
 ) -> tuple[Tensor, Tensor]:
-    # Imported here: scikit-learn takes seconds to import and only this small set needs it.
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
+    values, targets = _digits_arrays()  # (1797, 64) in 0..16, (1797,)
     # float64 keeps every bilinear product exact (weights are multiples of 1/8), so rounding to
     # uint8 gives the same images on every machine.
-    pixels = torch.from_numpy(digits.images).double().mul(255 / 16)[:, None]  # (N, 1, 8, 8)
+    pixels = torch.from_numpy(values).double().mul(255 / 16).view(-1, 1, 8, 8)  # (N, 1, 8, 8)
     size = info.image_size
     pixels = F.interpolate(pixels, size=(size, size), mode="bilinear", align_corners=False)
     grey = pixels.round().clamp(0, 255).to(torch.uint8)  # (N, 1, 32, 32)
-    labels = torch.from_numpy(digits.target).long()
-    keep = torch.from_numpy(_digits_test_mask(digits.target) == (split == "test"))
+    labels = torch.from_numpy(targets).long()
+    keep = torch.from_numpy(_digits_test_mask(targets) == (split == "test"))
     images = grey[keep].expand(-1, 3, -1, -1).contiguous()  # (N_split, 3, 32, 32)
     return images, labels[keep]
+
+
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The pixels (N, 64) and labels (N,) that `sklearn.datasets.load_digits()` returns.
+
+    Read straight from the CSV file scikit-learn ships, without importing scikit-learn, whose
+    import alone takes seconds in every job; tests/test_data.py checks both give the same data.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    locations = spec.submodule_search_locations if spec else None
+    path = Path(locations[0]) / "datasets" / "data" / "digits.csv.gz" if locations else None
+    if path is None or not path.is_file():
+        raise DataError("the digits set ships with scikit-learn; install it (pip install -e .)")
+    table = np.loadtxt(path, delimiter=",")  # (N, 65): 64 pixels, then the label
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 def _digits_test_mask(targets: np.ndarray) -> np.ndarray:

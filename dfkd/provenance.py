@@ -5,11 +5,11 @@ from __future__ import annotations
 import platform
 import socket
 import subprocess
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 import dfkd
 
@@ -47,7 +47,7 @@ def collect(device: torch.device, deterministic: bool, config_hash: str) -> dict
         "deterministic": deterministic,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": version("torchvision"),
         "numpy": np.__version__,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,

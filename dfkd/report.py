@@ -64,37 +64,6 @@ NUMBER_COLUMNS = (*RESULT_COLUMNS, "train_hours", "total_hours", "peak_device_me
 STATUSES = ("completed", "diverged")
 
 
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="dataset name, e.g. cifar10")
-    parser.add_argument(
-        "--runs",
-        nargs="+",
-        required=True,
-        metavar="PATH",
-        help="distillation metrics.json files, in experiment order (pairs, methods, seeds)",
-    )
-    parser.add_argument(
-        "--teachers", nargs="*", default=[], metavar="PATH", help="teacher metrics.json files"
-    )
-    parser.add_argument(
-        "--published",
-        default="params/published.yaml",
-        metavar="PATH",
-        help="published numbers printed beside ours (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--templates",
-        default="reports/templates",
-        metavar="DIR",
-        help="folder holding table.md.j2 and table.tex.j2 (default: %(default)s)",
-    )
-    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown tables here")
-    parser.add_argument("--latex", metavar="OUT", help="write the LaTeX (booktabs) tables here")
-    parser.add_argument("--runs-csv", metavar="OUT", help="write the tidy per-run table here")
-    parser.add_argument("--metrics", metavar="OUT", help="write headline metrics (JSON) here")
-    parser.add_argument("--curves", metavar="OUT", help="write the learning-curve plot here")
-
-
 def run_report(arguments: argparse.Namespace) -> int:
     """Reads and checks every input, renders every output in memory, then writes them."""
     title = dataset_info(arguments.dataset).title

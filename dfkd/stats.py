@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 # Metrics whose final and best (oracle: picked on the test set) values a run summary reports.
 SUMMARY_METRICS = ("acc1", "agree1", "lp", "lp_reference_code")
@@ -84,6 +83,8 @@ def aggregate(values: Sequence[float | None]) -> Aggregate:
     mean = float(finite.mean())
     if n == 1:
         return Aggregate(mean=mean, std=math.nan, n=1, ci_low=math.nan, ci_high=math.nan)
+    from scipy import stats as scipy_stats  # imported here: only reports aggregate over seeds
+
     std = float(finite.std(ddof=1))
     half_width = float(scipy_stats.t.ppf(0.975, df=n - 1)) * std / math.sqrt(n)
     return Aggregate(mean=mean, std=std, n=n, ci_low=mean - half_width, ci_high=mean + half_width)

@@ -65,7 +65,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     out_dir = Path(out_dir)
     digest = config_hash(config)
     device = choose_device()
-    configure_determinism(config.deterministic)
+    configure_determinism(config.deterministic, device)
     info = dataset_info(config.dataset)
     recipe = config.recipe
 

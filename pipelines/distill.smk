@@ -16,6 +16,7 @@ rule distill:
         out_dir=lambda w, output: Path(output.metrics).parent,
     log:
         f"{RUN_DIR}/distill.log",
+    # One CPU thread per job: on the CPU, results then do not depend on --cores.
     threads: 1
     run:
         from dfkd.config import save_config

@@ -13,7 +13,8 @@ rule train_teacher:
         out_dir=lambda w, output: Path(output.model).parent,
     log:
         f"{TEACHER_DIR}/train.log",
-    threads: 4
+    # One CPU thread per job: on the CPU, results then do not depend on --cores.
+    threads: 1
     run:
         from dfkd.config import save_config
 

@@ -30,6 +30,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from dfkd.data import (
     DATASETS,
     ImageTensors,
+    _digits_arrays,
     dataset_info,
     load_split,
     normalize,
@@ -338,6 +339,12 @@ def test_digits_split_is_stratified_and_fixed():
     np.random.seed(7)
     again = load_split("digits", "unused", "test", download=False)
     assert torch.equal(again.images, test.images) and torch.equal(again.labels, test.labels)
+
+
+def test_digits_are_the_data_scikit_learn_returns():
+    digits = load_digits()
+    values, targets = _digits_arrays()
+    assert np.array_equal(values, digits.data) and np.array_equal(targets, digits.target)
 
 
 def test_digits_normalisation_constants_match_the_train_split():
