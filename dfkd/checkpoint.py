@@ -62,6 +62,8 @@ def load_run_state(directory: str | Path, config_hash: str) -> dict[str, Any] | 
     hours of work the user may want to recover.
     """
     directory = Path(directory)
+    for leftover in directory.glob(f".{LATEST}.*.tmp"):  # a write cut short by a kill
+        leftover.unlink()
     damaged = []
     for name in (LATEST, PREVIOUS):
         path = directory / name
@@ -89,8 +91,12 @@ def load_run_state(directory: str | Path, config_hash: str) -> dict[str, Any] | 
 
 
 def remove_run_state(directory: str | Path) -> None:
-    """Drops the resume checkpoints once a run's final outputs are written."""
-    for name in (LATEST, PREVIOUS):
+    """Drops the resume checkpoints once a run's final outputs are written.
+
+    The older one goes first: a kill in between leaves the final state, which resumes to the same
+    outputs at once.
+    """
+    for name in (PREVIOUS, LATEST):
         (Path(directory) / name).unlink(missing_ok=True)
 
 

@@ -31,7 +31,7 @@ from dfkd.checkpoint import (
 )
 from dfkd.config import RunConfig, config_hash, load_run_config
 from dfkd.data import dataset_info, load_split, normalize
-from dfkd.evaluate import evaluate, predict
+from dfkd.evaluate import EVALUATION_BATCH_SIZE, evaluate, predict
 from dfkd.loop import Diverged, LoopState, distill
 from dfkd.methods import METHODS
 from dfkd.methods.base import MethodContext
@@ -49,8 +49,6 @@ from dfkd.runtime import (
 )
 from dfkd.schema import from_dict, to_dict
 from dfkd.stats import summarize_history
-
-EVALUATION_BATCH_SIZE = 1000  # eval-mode forward: the batch size does not change the result
 
 
 def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
@@ -127,9 +125,8 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         return {**metrics, "eval_seconds": time.perf_counter() - began}
 
     label = f"{config.method} {config.dataset} {config.teacher}-{config.student} seed{config.seed}"
-    progress = Progress(
-        label, config.loop.epochs, config.loop.rounds_per_epoch, state.epochs_completed
-    )
+    progress = Progress(label, config.loop.epochs, config.loop.rounds_per_epoch, "round")
+    progress.start(state.epochs_completed, state.rounds_completed, resumed=saved is not None)
     reset_peak_memory(device)
     stop = StopRequest()
     divergence: dict[str, Any] | None = None

@@ -26,6 +26,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+# Eval-mode forward passes do not depend on the batch size, so one size serves every caller.
+EVALUATION_BATCH_SIZE = 1000
+
 # Added to both softmax vectors by the reference code before scipy renormalises them.
 _REFERENCE_CODE_EPSILON = 1e-8
 

@@ -10,32 +10,39 @@ from tqdm import tqdm
 
 
 class Progress:
-    """Reports `units` of work (e.g. rounds) and one summary per epoch.
+    """Reports units of work (rounds, batches) and one summary per epoch.
 
     Interactive runs (stderr is a terminal) get a bar; Snakemake/SLURM logs get plain lines, so
     log files stay readable and greppable.
     """
 
-    def __init__(
-        self, label: str, total_epochs: int, units_per_epoch: int, start_epoch: int
-    ) -> None:
+    def __init__(self, label: str, total_epochs: int, units_per_epoch: int, unit: str) -> None:
         self.label = label
         self.total_epochs = total_epochs
+        self.units_per_epoch = units_per_epoch
+        self.unit = unit
         self.bar: tqdm | None = None
+
+    def start(self, epochs_done: int, units_done: int, resumed: bool) -> None:
+        """Opens the bar (or writes the first line) at a run's starting or resuming position."""
         if sys.stderr.isatty():
             self.bar = tqdm(
-                total=total_epochs * units_per_epoch,
-                initial=start_epoch * units_per_epoch,
-                desc=label,
-                unit="round",
+                total=self.total_epochs * self.units_per_epoch,
+                initial=epochs_done * self.units_per_epoch + units_done,
+                desc=self.label,
+                unit=self.unit,
                 dynamic_ncols=True,
             )
+        position = f"epoch {epochs_done + 1} of {self.total_epochs}"
+        if not resumed:
+            self.line(f"starting at {position}")
         else:
-            self.line(f"starting at epoch {start_epoch + 1} of {total_epochs}")
+            done = f"{units_done} of {self.units_per_epoch} {self.unit}s done"
+            self.line(f"resuming from the checkpoint at {position} ({done})")
 
-    def advance(self, units: int = 1) -> None:
+    def advance(self) -> None:
         if self.bar is not None:
-            self.bar.update(units)
+            self.bar.update(1)
 
     def epoch(self, record: Mapping[str, Any]) -> None:
         shown = {k: v for k, v in record.items() if isinstance(v, float) and k != "epoch"}

@@ -31,6 +31,7 @@ from dfkd.checkpoint import (
 )
 from dfkd.config import config_hash, load_teacher_config
 from dfkd.data import dataset_info, load_split, normalize, training_batch
+from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
 from dfkd.loop import Diverged
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
@@ -46,8 +47,6 @@ from dfkd.runtime import (
     reset_peak_memory,
 )
 from dfkd.schema import to_dict
-
-EVALUATION_BATCH_SIZE = 1000
 
 
 @dataclass
@@ -83,6 +82,8 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = TeacherState(**saved["loop"])
+        if state.order is not None:
+            state.order, state.loss_sum = state.order.to(device), state.loss_sum.to(device)
         clock.elapsed_seconds = saved["train_seconds"]
         restore_rng(saved["rng"])
 
@@ -102,7 +103,8 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
 
     batches_per_epoch = -(-len(train) // recipe.batch_size)
     label = f"teacher {config.dataset} {config.architecture}"
-    progress = Progress(label, recipe.epochs, batches_per_epoch, state.epochs_completed)
+    progress = Progress(label, recipe.epochs, batches_per_epoch, "batch")
+    progress.start(state.epochs_completed, state.batches_completed, resumed=saved is not None)
     reset_peak_memory(device)
     stop = StopRequest()
     try:
@@ -134,15 +136,8 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                 train_loss = state.loss_sum.item() / len(train)
                 if not torch.isfinite(torch.tensor(train_loss)):
                     raise Diverged("train/cross_entropy", epoch, 0, batches_per_epoch, train_loss)
-                model.eval()
                 began = time.perf_counter()
-                with torch.no_grad():
-                    predictions = torch.cat(
-                        [
-                            model(chunk).argmax(1)
-                            for chunk in test_images.split(EVALUATION_BATCH_SIZE)
-                        ]
-                    )
+                predictions = predict(model, test_images, EVALUATION_BATCH_SIZE).argmax(1)
                 record = {
                     "epoch": epoch,
                     "acc1": 100.0 * (predictions == test.labels).double().mean().item(),

@@ -3,7 +3,7 @@
 import pytest
 
 from dfkd.config import Suite, load_suite, read_yaml
-from tests.networks import REPOSITORY
+from tests.support import REPOSITORY
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from dfkd.config import (
     save_config,
 )
 from dfkd.errors import ConfigError
-from tests.networks import REPOSITORY
+from tests.support import REPOSITORY
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from dfkd.losses import (
     kl_divergence,
     one_hot_loss,
 )
-from tests.networks import build_method, method_names
+from tests.support import build_method, method_names
 
 
 def _parameters(module: torch.nn.Module) -> list[torch.Tensor]:

@@ -1,52 +1,13 @@
 """The whole chain as a user runs it: Snakemake and DVC on a copy of the repository."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests.networks import REPOSITORY
-
-BIN = Path(sys.executable).parent  # snakemake, dvc and dfkd live next to the interpreter
-
-
-def _environment() -> dict[str, str]:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-
-
-def _run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=_environment(), capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def _copy_repository(destination: Path) -> Path:
-    """The project's files (tracked or new, never ignored ones) in a fresh git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPOSITORY,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPOSITORY / name
-        if source.is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / name)
-    _run(["git", "init", "-q"], destination)
-    _run(["git", "add", "-A"], destination)
-    _run(
-        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "x"],
-        destination,
-    )
-    return destination
+from tests.support import BIN, REPOSITORY, copy_repository, run_command
 
 
 def _shrink_tiny_protocol(repository: Path) -> None:
@@ -55,7 +16,7 @@ def _shrink_tiny_protocol(repository: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["protocols"]["tiny"].update(teacher_epochs=3, distill_epochs=2, rounds_per_epoch=3)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
+    run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
 
 
 def _report_numbers(repository: Path) -> dict:
@@ -80,14 +41,14 @@ def _students(repository: Path) -> dict[str, dict]:
 
 
 def test_snakemake_lint_is_clean():
-    result = _run([str(BIN / "snakemake"), "--lint"], REPOSITORY)
+    result = run_command([str(BIN / "snakemake"), "--lint"], REPOSITORY)
     assert "Congratulations" in result.stdout + result.stderr
 
 
 @pytest.mark.slow
 def test_embedded_default_runs_to_the_report_and_students_learn(tmp_path):
-    repository = _copy_repository(tmp_path)
-    _run([str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"], repository)
+    repository = copy_repository(tmp_path)
+    run_command([str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"], repository)
 
     table = (repository / "reports/digits_table.md").read_text()
     latex = (repository / "reports/digits_table.tex").read_text()
@@ -110,19 +71,21 @@ def test_embedded_default_runs_to_the_report_and_students_learn(tmp_path):
     }
     assert not (run / "checkpoint.pt").exists()  # resume state is dropped once a run finished
     # A second invocation finds nothing to do.
-    again = _run([str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"], repository)
+    again = run_command(
+        [str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"], repository
+    )
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.slow
-def test_dvc_repro_with_parallel_jobs_equals_a_serial_snakemake_run(tmp_path):
-    serial = _copy_repository(tmp_path / "serial")
+def test_dvc_repro_with_parallel_jobs_equals_a_serial_snakemakerun_command(tmp_path):
+    serial = copy_repository(tmp_path / "serial")
     _shrink_tiny_protocol(serial)
-    _run([str(BIN / "snakemake"), "--cores", "1", "reports/digits_table.md"], serial)
+    run_command([str(BIN / "snakemake"), "--cores", "1", "reports/digits_table.md"], serial)
 
-    versioned = _copy_repository(tmp_path / "dvc")
+    versioned = copy_repository(tmp_path / "dvc")
     _shrink_tiny_protocol(versioned)
-    _run([str(BIN / "dvc"), "repro", "benchmark@digits"], versioned)  # --cores all inside
+    run_command([str(BIN / "dvc"), "repro", "benchmark@digits"], versioned)  # --cores all inside
 
     assert _report_numbers(versioned) == _report_numbers(serial)
     serial_students, dvc_students = _students(serial), _students(versioned)
@@ -133,7 +96,7 @@ def test_dvc_repro_with_parallel_jobs_equals_a_serial_snakemake_run(tmp_path):
     lock = yaml.safe_load((versioned / "dvc.lock").read_text())
     outs = {out["path"] for out in lock["stages"]["benchmark@digits"]["outs"]}
     assert "results/tiny/digits" in outs
-    shown = _run([str(BIN / "dvc"), "metrics", "show", "--json"], versioned).stdout
+    shown = run_command([str(BIN / "dvc"), "metrics", "show", "--json"], versioned).stdout
     assert "final_acc1_mean" in shown
-    status = _run([str(BIN / "dvc"), "status", "benchmark@digits"], versioned).stdout
+    status = run_command([str(BIN / "dvc"), "status", "benchmark@digits"], versioned).stdout
     assert "up to date" in status

@@ -1,5 +1,9 @@
-"""Tiny CPU networks and methods built from the real params files, for the tests."""
+"""Helpers for the tests: tiny CPU networks and methods from the real params, repository copies."""
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -47,3 +51,40 @@ def build_method(suite: Suite, name: str, batch_size: int = 8, seed: int = 0) ->
         device=torch.device("cpu"),
     )
     return implementation(config, context)
+
+
+BIN = Path(sys.executable).parent  # snakemake, dvc and dfkd live next to the interpreter
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run_command(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def copy_repository(destination: Path) -> Path:
+    """The project's files (tracked or new, never ignored ones) in a fresh git repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPOSITORY / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    run_command(["git", "init", "-q"], destination)
+    run_command(["git", "add", "-A"], destination)
+    run_command(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "x"],
+        destination,
+    )
+    return destination

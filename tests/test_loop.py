@@ -1,0 +1,127 @@
+"""The training loop's contract, with a probe method that records what the loop does."""
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from dfkd.checkpoint import save_model
+from dfkd.config import LoopConfig, SGDConfig, save_config
+from dfkd.distill import run_distillation
+from dfkd.loop import Diverged, LoopState, TermAccumulator, distill
+from dfkd.methods.base import DFKDMethod, MethodConfig, MethodContext
+from dfkd.models import build_model
+from dfkd.optim import build_sgd
+from dfkd.progress import Progress
+from dfkd.runtime import StopRequest, TrainingClock
+from tests.support import frozen_teacher
+
+
+class Probe(DFKDMethod):
+    """Records the student's mode in each phase; its generator loss turns NaN on request."""
+
+    def __init__(self, context: MethodContext, nan_at: tuple[int, int] | None = None) -> None:
+        super().__init__(MethodConfig(student_temperature=1.0), context)
+        self.nan_at, self.epoch, self.generator_calls = nan_at, 1, 0
+        self.modes: set[tuple[str, bool, bool]] = set()
+        self.epochs_ended: list[int] = []
+
+    def _record(self, phase: str) -> None:
+        student = self.student
+        self.modes.add((phase, student.training, next(student.parameters()).requires_grad))
+
+    def generator_step(self):
+        self._record("generator")
+        self.generator_calls += 1
+        value = torch.tensor(float(self.generator_calls))
+        if self.nan_at == (self.epoch, self.generator_calls):
+            value = torch.tensor(math.nan)
+        return {"probe": value}
+
+    def sample(self, batch_size):
+        self._record("student")
+        return torch.randn(batch_size, 3, 32, 32)
+
+    def on_epoch_end(self, epoch):
+        self.epochs_ended.append(epoch)
+        self.epoch, self.generator_calls = epoch + 1, 0
+
+
+def _loop(epochs=3, rounds=2):
+    optimizer = SGDConfig(0.1, 0.9, 0.0, "cosine", (), 0.1)
+    return LoopConfig(epochs, rounds, 2, 3, 4, optimizer)
+
+
+def _run(method, loop, saved):
+    student = method.student
+    optimizer, scheduler = build_sgd(student.parameters(), loop.student_optimizer, loop.epochs)
+    clock = TrainingClock(torch.device("cpu"))
+    progress = Progress("test", loop.epochs, loop.rounds_per_epoch, "round")
+    return distill(
+        method, student, optimizer, scheduler, loop, LoopState(), clock, lambda: {"acc1": 50.0},
+        lambda state: saved.append(json.loads(json.dumps(state.history))), progress, StopRequest(),
+    )  # fmt: skip
+
+
+def _context():
+    torch.manual_seed(0)
+    return MethodContext(
+        frozen_teacher(), build_model("cnn_tiny", 10), 10, 32, 4, lambda x: x, torch.device("cpu")
+    )
+
+
+def test_loop_freezes_the_student_while_synthesising_and_trains_it_after():
+    method, saved = Probe(_context()), []
+    state = _run(method, _loop(), saved)
+    assert method.modes == {("generator", False, False), ("student", True, True)}
+    assert method.epochs_ended == [1, 2, 3]
+    assert [record["epoch"] for record in state.history] == [1, 2, 3]
+    # Loss means per epoch: generator steps 1..4 of each epoch average to 2.5.
+    assert all(record["loss/generator/probe"] == 2.5 for record in state.history)
+    assert len(saved) == 3  # one checkpoint per epoch
+    assert [r["learning_rate"] for r in state.history][-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_non_finite_term_stops_the_run_naming_term_epoch_and_step():
+    method, saved = Probe(_context(), nan_at=(2, 3)), []
+    with pytest.raises(Diverged) as error:
+        _run(method, _loop(), saved)
+    assert str(error.value) == (
+        "loss term 'generator/probe' became nan at epoch 2, generator step 3 of 4 in that epoch"
+    )
+    assert error.value.record == {"term": "generator/probe", "epoch": 2, "step": 3, "value": "nan"}
+    assert len(saved) == 1  # the last good checkpoint is the end of epoch 1
+
+
+def test_term_accumulator_state_round_trip():
+    first = TermAccumulator(torch.device("cpu"))
+    first.add("student", {"kd": torch.tensor(1.0)}, 1)
+    first.add("student", {"kd": torch.tensor(math.inf)}, 2)
+    second = TermAccumulator(torch.device("cpu"))
+    second.load_state_dict(first.state_dict())
+    second.add("student", {"kd": torch.tensor(math.nan)}, 3)
+    means, bad = second.summary()
+    assert bad == {"student/kd": (2, math.inf)}
+    assert math.isnan(means["student/kd"])
+
+
+def test_a_diverging_run_is_reported_as_diverged(tmp_path, suite):
+    teacher = tmp_path / "teacher.pt"
+    save_model(teacher, frozen_teacher(), "cnn_small", "digits", {})
+    config = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 0, str(teacher))
+    exploding = replace(config.loop.student_optimizer, learning_rate=1e12)
+    config = replace(
+        config,
+        loop=replace(
+            config.loop, epochs=2, rounds_per_epoch=3, batch_size=8, student_optimizer=exploding
+        ),
+    )
+    save_config(config, tmp_path / "run" / "config.yaml")
+    assert run_distillation(tmp_path / "run" / "config.yaml", tmp_path / "run") == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged"
+    assert metrics["divergence"]["term"].startswith("student/")
+    assert metrics["divergence"]["epoch"] == 1
+    assert (tmp_path / "run" / "student.pt").exists()

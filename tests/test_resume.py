@@ -1,0 +1,190 @@
+"""Runs survive kills: a run killed at random points and resumed equals an uninterrupted one.
+
+Every run executes in a child process forked from a forkserver that has imported the suite once,
+so a kill costs a fraction of a second instead of a fresh interpreter. Children run the real
+command line (`dfkd.cli.main`), and are killed with SIGKILL at points drawn from a seeded RNG,
+some of them while a checkpoint is being written; one run is stopped with SIGTERM instead.
+Deterministic mode on the CPU makes "equal" bitwise.
+"""
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from dfkd.config import save_config
+
+CONTEXT = multiprocessing.get_context("forkserver")
+CONTEXT.set_forkserver_preload(["dfkd.cli", "dfkd.distill", "dfkd.teacher", "torch._dynamo"])
+METHODS = ["dafl", "dafl_original", "dfq"]
+
+
+def _command(arguments: list[str]) -> None:
+    from dfkd.cli import main
+
+    torch.set_num_threads(1)
+    sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - the child exits right after
+    sys.exit(main(arguments))
+
+
+def _start(command: str, run_dir: Path) -> multiprocessing.Process:
+    arguments = [command, "--config", str(run_dir / "config.yaml"), "--out-dir", str(run_dir)]
+    process = CONTEXT.Process(target=_command, args=(arguments,))
+    process.start()
+    return process
+
+
+def _kill_while_writing(process: multiprocessing.Process, run_dir: Path, limit: float) -> bool:
+    """SIGKILLs `process` the moment a checkpoint's temporary file appears; False if none did."""
+    deadline = time.monotonic() + limit
+    while process.is_alive() and time.monotonic() < deadline:
+        if any(run_dir.glob(".checkpoint.pt.*.tmp")):
+            os.kill(process.pid, signal.SIGKILL)
+            process.join()
+            return True
+    return False
+
+
+def _run_with_faults(command: str, run_dir: Path, delays: list[float], torn: int) -> list[str]:
+    """Runs to completion through kills after each of `delays` seconds; returns what happened."""
+    events = []
+    for attempt in range(torn):
+        process = _start(command, run_dir)
+        if _kill_while_writing(process, run_dir, limit=30):
+            events.append("killed while writing a checkpoint")
+        else:
+            process.join()
+        assert attempt or events, "no checkpoint write was ever caught"
+    for delay in delays:
+        process = _start(command, run_dir)
+        process.join(delay)
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGKILL)
+            process.join()
+            events.append(f"killed after {delay:.2f}s")
+        else:
+            events.append("finished before the kill")
+    process = _start(command, run_dir)
+    process.join()
+    assert process.exitcode == 0
+    return events
+
+
+def _reference_run(command: str, run_dir: Path) -> float:
+    """Runs uninterrupted in a child like the others; returns its wall-clock seconds."""
+    began = time.monotonic()
+    process = _start(command, run_dir)
+    process.join()
+    assert process.exitcode == 0
+    return time.monotonic() - began
+
+
+def _comparable(run_dir: Path, model_file: str) -> tuple[list[dict], dict]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    history = [
+        {k: v for k, v in r.items() if not k.endswith("_seconds")} for r in metrics["history"]
+    ]
+    weights = torch.load(run_dir / model_file, weights_only=True)["state_dict"]
+    return history, weights
+
+
+def _assert_same(first: Path, second: Path, model_file: str) -> None:
+    history, weights = _comparable(first, model_file)
+    other_history, other_weights = _comparable(second, model_file)
+    assert history == other_history and len(history) > 0
+    assert weights.keys() == other_weights.keys()
+    assert all(torch.equal(weights[k], other_weights[k]) for k in weights)
+    assert not any(second.glob("checkpoint*.pt")) and not any(second.glob(".*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def teacher_config(suite):
+    config = suite.teacher_config("tiny", "digits", "cnn_small")
+    optimizer = replace(config.recipe.optimizer, milestones=(2, 3))
+    return replace(config, recipe=replace(config.recipe, epochs=4, optimizer=optimizer))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, teacher_config):
+    run_dir = tmp_path_factory.mktemp("teacher")
+    save_config(teacher_config, run_dir / "config.yaml")
+    seconds = _reference_run("train-teacher", run_dir)
+    return run_dir / "teacher.pt", seconds
+
+
+def _distill_config(suite, method: str, teacher: Path):
+    config = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dafl", 0, str(teacher))
+    schedule, hyperparameters = suite.method_settings(method, "digits", "cnn_small-cnn_tiny")
+    optimizer = schedule.student_optimizer
+    if optimizer.milestones:
+        optimizer = replace(optimizer, milestones=(1, 2))
+    loop = replace(
+        schedule, epochs=3, rounds_per_epoch=4, batch_size=16, student_optimizer=optimizer
+    )
+    return replace(
+        config, method=method, implementation=suite.methods[method].implementation,
+        loop=loop, hyperparameters=hyperparameters,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_teacher_training_survives_kills(tmp_path, teacher, teacher_config):
+    interrupted = tmp_path / "interrupted"
+    save_config(teacher_config, interrupted / "config.yaml")
+    reference, duration = teacher
+    rng = random.Random(2024)
+    delays = [rng.uniform(0.05, 0.3) * duration for _ in range(4)]
+    events = _run_with_faults("train-teacher", interrupted, delays, torn=1)
+    assert sum(e.startswith("killed") for e in events) == 5, events
+    _assert_same(reference.parent, interrupted, "teacher.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_distillation_survives_kills(tmp_path, suite, teacher, method):
+    config = _distill_config(suite, method, teacher[0])
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    for run_dir in (reference, interrupted):
+        save_config(config, run_dir / "config.yaml")
+    duration = _reference_run("distill", reference)
+
+    rng = random.Random(f"kills-{method}")
+    delays = [rng.uniform(0.05, 0.3) * duration for _ in range(3)]
+    events = _run_with_faults("distill", interrupted, delays, torn=1 if method == "dfq" else 0)
+    assert sum(e.startswith("killed") for e in events) == len(delays) + (method == "dfq"), events
+    _assert_same(reference, interrupted, "student.pt")
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_and_the_resumed_run_is_identical(tmp_path, suite, teacher):
+    config = _distill_config(suite, "dfq", teacher[0])
+    config = replace(config, loop=replace(config.loop, epochs=2, rounds_per_epoch=12))
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    for run_dir in (reference, interrupted):
+        save_config(config, run_dir / "config.yaml")
+    _reference_run("distill", reference)
+
+    process = _start("distill", interrupted)
+    while process.is_alive() and not (interrupted / "checkpoint.pt").exists():
+        time.sleep(0.01)  # the first epoch is done: now stop it inside the second
+    time.sleep(0.3)
+    os.kill(process.pid, signal.SIGTERM)
+    process.join()
+    assert process.exitcode == 128 + signal.SIGTERM
+    from dfkd.checkpoint import decode
+
+    state = decode((interrupted / "checkpoint.pt").read_bytes(), "checkpoint")
+    assert state["loop"]["epochs_completed"] == 1 and 0 < state["loop"]["rounds_completed"] < 12
+
+    process = _start("distill", interrupted)
+    process.join()
+    assert process.exitcode == 0
+    _assert_same(reference, interrupted, "student.pt")
