@@ -1,13 +1,17 @@
 """The whole chain as a user runs it: Snakemake and DVC on a copy of the repository."""
 
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from tests.support import BIN, REPOSITORY, copy_repository, run_command
+from tests.support import BIN, REPOSITORY, copy_repository, environment, run_command
 
 
 def _shrink_tiny_protocol(repository: Path) -> None:
@@ -78,11 +82,28 @@ def test_embedded_default_runs_to_the_report_and_students_learn(tmp_path):
 
 
 @pytest.mark.slow
-def test_dvc_repro_with_parallel_jobs_equals_a_serial_snakemakerun_command(tmp_path):
+def test_killed_serial_run_resumes_and_equals_a_parallel_dvc_repro(tmp_path):
+    # Serial Snakemake, killed (the whole process group, as a lost node) once a distillation job
+    # has written its first checkpoint, then restarted: the job resumes instead of restarting.
     serial = copy_repository(tmp_path / "serial")
     _shrink_tiny_protocol(serial)
-    run_command([str(BIN / "snakemake"), "--cores", "1", "reports/digits_table.md"], serial)
+    snakemake = [str(BIN / "snakemake"), "--cores", "1", "reports/digits_table.md"]
+    process = subprocess.Popen(
+        snakemake, cwd=serial, env=environment(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    runs = serial / "results/tiny/digits/runs"
+    while process.poll() is None and not any(runs.glob("*/*/*/checkpoint.pt")):
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    (killed,) = [path.parent for path in runs.glob("*/*/*/checkpoint.pt")]
+    assert not (killed / "metrics.json").exists()
+    run_command([str(BIN / "snakemake"), "--unlock"], serial)
+    run_command(snakemake, serial)
+    assert "resuming from the checkpoint at epoch 2" in (killed / "distill.log").read_text()
 
+    # The same experiment through DVC, whose stage runs Snakemake with parallel jobs.
     versioned = copy_repository(tmp_path / "dvc")
     _shrink_tiny_protocol(versioned)
     run_command([str(BIN / "dvc"), "repro", "benchmark@digits"], versioned)  # --cores all inside
