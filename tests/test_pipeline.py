@@ -5,12 +5,16 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from dfkd.config import load_run_config, load_teacher_config, save_config
+from dfkd.distill import run_distillation
+from dfkd.teacher import run_teacher_training
 from tests.support import BIN, REPOSITORY, copy_repository, environment, run_command
 
 
@@ -23,25 +27,10 @@ def _shrink_tiny_protocol(repository: Path) -> None:
     run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
 
 
-def _report_numbers(repository: Path) -> dict:
-    """Everything the reports say that does not depend on timing or the machine."""
-    metrics = json.loads((repository / "reports/digits_metrics.json").read_text())
-    runs = sorted((repository / "results/tiny/digits/runs").rglob("metrics.json"))
-    histories = {
-        str(path.relative_to(repository)): [
-            {k: v for k, v in epoch.items() if not k.endswith("_seconds")}
-            for epoch in json.loads(path.read_text())["history"]
-        ]
-        for path in runs
-    }
-    return {"headline": metrics, "histories": histories}
-
-
-def _students(repository: Path) -> dict[str, dict]:
-    return {
-        str(path.relative_to(repository)): torch.load(path, weights_only=True)["state_dict"]
-        for path in sorted((repository / "results/tiny/digits/runs").rglob("student.pt"))
-    }
+def _history(run_dir: Path) -> list[dict]:
+    """A run's per-epoch record without its timings."""
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    return [{k: v for k, v in epoch.items() if not k.endswith("_seconds")} for epoch in history]
 
 
 def test_snakemake_lint_is_clean():
@@ -49,10 +38,32 @@ def test_snakemake_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def _kill_once_a_run_checkpoints(command: list[str], repository: Path) -> Path:
+    """Starts Snakemake and SIGKILLs its whole process group, as a lost node would, as soon as a
+    distillation job has written its first checkpoint; returns that job's run directory."""
+    process = subprocess.Popen(
+        command, cwd=repository, env=environment(), start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    runs = repository / "results/tiny/digits/runs"
+    while process.poll() is None and not any(runs.glob("*/*/*/checkpoint.pt")):
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    (killed, *_) = [path.parent for path in runs.glob("*/*/*/checkpoint.pt")]
+    assert not (killed / "metrics.json").exists()
+    return killed
+
+
 @pytest.mark.slow
-def test_embedded_default_runs_to_the_report_and_students_learn(tmp_path):
+def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
     repository = copy_repository(tmp_path)
-    run_command([str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"], repository)
+    snakemake = [str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"]
+    killed = _kill_once_a_run_checkpoints(snakemake, repository)
+    run_command([str(BIN / "snakemake"), "--unlock"], repository)
+    run_command(snakemake, repository)
+    # The interrupted job was run again and continued from its checkpoint.
+    assert "resuming from the checkpoint at epoch 2" in (killed / "distill.log").read_text()
 
     table = (repository / "reports/digits_table.md").read_text()
     latex = (repository / "reports/digits_table.tex").read_text()
@@ -73,51 +84,48 @@ def test_embedded_default_runs_to_the_report_and_students_learn(tmp_path):
     assert {"config.yaml", "student.pt", "metrics.json", "history.csv", "distill.log"} <= {
         p.name for p in run.iterdir()
     }
-    assert not (run / "checkpoint.pt").exists()  # resume state is dropped once a run finished
-    # A second invocation finds nothing to do.
-    again = run_command(
-        [str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"], repository
-    )
+    assert not any(run.parent.parent.glob("*/*/checkpoint*.pt"))  # dropped once runs finish
+    again = run_command(snakemake, repository)
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
 @pytest.mark.slow
-def test_killed_serial_run_resumes_and_equals_a_parallel_dvc_repro(tmp_path):
-    # Serial Snakemake, killed (the whole process group, as a lost node) once a distillation job
-    # has written its first checkpoint, then restarted: the job resumes instead of restarting.
-    serial = copy_repository(tmp_path / "serial")
-    _shrink_tiny_protocol(serial)
-    snakemake = [str(BIN / "snakemake"), "--cores", "1", "reports/digits_table.md"]
-    process = subprocess.Popen(
-        snakemake, cwd=serial, env=environment(), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    runs = serial / "results/tiny/digits/runs"
-    while process.poll() is None and not any(runs.glob("*/*/*/checkpoint.pt")):
-        time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    (killed,) = [path.parent for path in runs.glob("*/*/*/checkpoint.pt")]
-    assert not (killed / "metrics.json").exists()
-    run_command([str(BIN / "snakemake"), "--unlock"], serial)
-    run_command(snakemake, serial)
-    assert "resuming from the checkpoint at epoch 2" in (killed / "distill.log").read_text()
+def test_dvc_repro_with_parallel_jobs_equals_serial_runs_of_its_configs(tmp_path):
+    repository = copy_repository(tmp_path / "dvc")
+    _shrink_tiny_protocol(repository)
+    run_command([str(BIN / "dvc"), "repro", "benchmark@digits"], repository)  # --cores all
 
-    # The same experiment through DVC, whose stage runs Snakemake with parallel jobs.
-    versioned = copy_repository(tmp_path / "dvc")
-    _shrink_tiny_protocol(versioned)
-    run_command([str(BIN / "dvc"), "repro", "benchmark@digits"], versioned)  # --cores all inside
-
-    assert _report_numbers(versioned) == _report_numbers(serial)
-    serial_students, dvc_students = _students(serial), _students(versioned)
-    assert serial_students.keys() == dvc_students.keys() and len(serial_students) == 4
-    for name, weights in serial_students.items():
-        assert all(torch.equal(weights[k], dvc_students[name][k]) for k in weights), name
-
-    lock = yaml.safe_load((versioned / "dvc.lock").read_text())
+    lock = yaml.safe_load((repository / "dvc.lock").read_text())
     outs = {out["path"] for out in lock["stages"]["benchmark@digits"]["outs"]}
     assert "results/tiny/digits" in outs
-    shown = run_command([str(BIN / "dvc"), "metrics", "show", "--json"], versioned).stdout
+    shown = run_command([str(BIN / "dvc"), "metrics", "show", "--json"], repository).stdout
     assert "final_acc1_mean" in shown
-    status = run_command([str(BIN / "dvc"), "status", "benchmark@digits"], versioned).stdout
+    status = run_command([str(BIN / "dvc"), "status", "benchmark@digits"], repository).stdout
     assert "up to date" in status
+
+    # The same jobs one after another, in this process, from the configs the jobs received.
+    results = repository / "results/tiny/digits"
+    serial = tmp_path / "serial"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as every Snakemake job
+    try:
+        teacher_config = load_teacher_config(results / "teachers/cnn_small/config.yaml")
+        teacher = serial / "teachers/cnn_small"
+        save_config(teacher_config, teacher / "config.yaml")
+        run_teacher_training(teacher / "config.yaml", teacher)
+        runs = sorted(results.glob("runs/*/*/*/config.yaml"))
+        assert len(runs) == 4
+        for path in runs:
+            config = replace(load_run_config(path), teacher_checkpoint=str(teacher / "teacher.pt"))
+            run_dir = serial / path.parent.relative_to(results)
+            save_config(config, run_dir / "config.yaml")
+            run_distillation(run_dir / "config.yaml", run_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+    for path in [results / "teachers/cnn_small/teacher.pt", *results.glob("runs/*/*/*/student.pt")]:
+        twin = serial / path.relative_to(results)
+        assert _history(path.parent) == _history(twin.parent), path
+        weights = torch.load(path, weights_only=True)["state_dict"]
+        twin_weights = torch.load(twin, weights_only=True)["state_dict"]
+        assert all(torch.equal(weights[k], twin_weights[k]) for k in weights), path
