@@ -5,6 +5,7 @@ from pathlib import Path
 
 from dfkd.config import load_suite
 from dfkd.errors import ConfigError
+from dfkd.schema import to_dict
 
 try:
     SUITE = load_suite(config, "params")

@@ -10,8 +10,13 @@ rule distill:
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
     params:
-        config=lambda w, input: SUITE.run_config(
-            w.protocol, w.dataset, w.teacher, w.student, w.method, int(w.seed), input.teacher
+        # Plain data built from the wildcards only: Snakemake records neither objects nor params
+        # derived from input files, and a change it does not record would not re-run the job.
+        config=lambda w: to_dict(
+            SUITE.run_config(
+                w.protocol, w.dataset, w.teacher, w.student, w.method, int(w.seed),
+                teacher_checkpoint(w.protocol, w.dataset, w.teacher),
+            )
         ),
         out_dir=lambda w, output: Path(output.metrics).parent,
     log:

@@ -8,8 +8,9 @@ rule train_teacher:
         metrics=f"{TEACHER_DIR}/metrics.json",
         history=f"{TEACHER_DIR}/history.csv",
     params:
-        # The fully resolved config: a change to it (or to the suite version) re-runs the job.
-        config=lambda w: SUITE.teacher_config(w.protocol, w.dataset, w.architecture),
+        # The fully resolved config as plain data (what Snakemake records to detect changes): a
+        # change to it, or to the suite version it holds, re-runs the job.
+        config=lambda w: to_dict(SUITE.teacher_config(w.protocol, w.dataset, w.architecture)),
         out_dir=lambda w, output: Path(output.model).parent,
     log:
         f"{TEACHER_DIR}/train.log",

@@ -103,6 +103,21 @@ def test_dvc_repro_with_parallel_jobs_equals_serial_runs_of_its_configs(tmp_path
     status = run_command([str(BIN / "dvc"), "status", "benchmark@digits"], repository).stdout
     assert "up to date" in status
 
+    # A changed hyperparameter re-runs exactly the runs it affects (and the report).
+    methods = repository / "params/methods/dfq.yaml"
+    methods.write_text(
+        methods.read_text().replace("class_balance_weight: 20.0", "class_balance_weight: 19.0")
+    )
+    plan = run_command(
+        [str(BIN / "snakemake"), "-n", "--cores", "1", "reports/digits_table.md"], repository
+    )
+    jobs = dict(
+        line.split()
+        for line in plan.stdout.splitlines()
+        if line.startswith(("distill ", "train_teacher ", "report "))
+    )
+    assert jobs == {"distill": "2", "report": "1"}
+
     # The same jobs one after another, in this process, from the configs the jobs received.
     results = repository / "results/tiny/digits"
     serial = tmp_path / "serial"

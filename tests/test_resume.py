@@ -188,3 +188,32 @@ def test_sigterm_checkpoints_mid_epoch_and_the_resumed_run_is_identical(tmp_path
     process.join()
     assert process.exitcode == 0
     _assert_same(reference, interrupted, "student.pt")
+
+
+@pytest.mark.slow
+def test_a_torn_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, suite, teacher, capsys):
+    config = _distill_config(suite, "dfq", teacher[0])
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    for run_dir in (reference, interrupted):
+        save_config(config, run_dir / "config.yaml")
+    _reference_run("distill", reference)
+
+    process = _start("distill", interrupted)
+    latest, previous = interrupted / "checkpoint.pt", interrupted / "checkpoint.prev.pt"
+    while process.is_alive() and not (previous.exists() and latest.exists()):
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()
+    if not latest.exists():  # killed between rotating the old file away and writing the new one
+        latest.write_bytes(previous.read_bytes())
+    latest.write_bytes(latest.read_bytes()[:-100])  # as if the disk lost its tail
+
+    from dfkd.cli import main
+
+    torch.set_num_threads(1)
+    arguments = ["--config", str(interrupted / "config.yaml"), "--out-dir", str(interrupted)]
+    assert main(["distill", *arguments]) == 0
+    assert "checkpoint.pt is corrupt or truncated (checksum mismatch); trying the previous" in (
+        capsys.readouterr().err
+    )
+    _assert_same(reference, interrupted, "student.pt")
