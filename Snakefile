@@ -12,6 +12,7 @@ configfile: "params.yaml"
 
 
 include: "pipelines/common.smk"
+include: "pipelines/data.smk"
 include: "pipelines/teachers.smk"
 include: "pipelines/distill.smk"
 include: "pipelines/reports.smk"

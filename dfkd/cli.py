@@ -1,6 +1,7 @@
 """Command line: `dfkd <command>`. Snakemake rules call these; users rarely need to.
 
     dfkd check                                  validate params.yaml and params/
+    dfkd prepare-data --dataset NAME --record R  download (if allowed) and verify a dataset
     dfkd train-teacher --config C --out-dir D   train (or resume) one teacher
     dfkd distill --config C --out-dir D         run (or resume) one distillation
     dfkd report ...                             render a dataset's comparison tables
@@ -65,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--params", default="params.yaml")
     check.add_argument("--params-dir", default="params")
 
+    prepare = commands.add_parser("prepare-data", help="download (if allowed) and verify a dataset")
+    prepare.add_argument("--dataset", required=True)
+    prepare.add_argument("--root", required=True, help="folder holding the datasets")
+    prepare.add_argument(
+        "--download", action=argparse.BooleanOptionalAction, default=False,
+        help="may torchvision download a missing dataset (default: no)",
+    )  # fmt: skip
+    prepare.add_argument("--record", required=True, help="where to write what was found (JSON)")
+
     _add_run_arguments(commands.add_parser("train-teacher", help="train one teacher"))
     _add_run_arguments(commands.add_parser("distill", help="run one distillation"))
 
@@ -94,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dfkd.report import run_report
 
             return run_report(arguments)
+        if arguments.command == "prepare-data":
+            from dfkd.data import prepare
+
+            return prepare(arguments.dataset, arguments.root, arguments.download, arguments.record)
 
         if arguments.threads:
             import torch

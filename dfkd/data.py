@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+from dfkd.atomic import atomic_write_json
 from dfkd.errors import ConfigError, DataError
 
 SPLITS = ("train", "test")
@@ -157,6 +158,17 @@ def load_split(name: str, root: str | Path, split: str, download: bool) -> Image
         raise ConfigError(f"unknown split '{split}'; choose one of: {', '.join(SPLITS)}")
     images, labels = _LOADERS[info.layout](info, Path(root), split, download)
     return ImageTensors(images, labels)
+
+
+def prepare(name: str, root: str | Path, download: bool, record: str | Path) -> int:
+    """Downloads (if allowed) and verifies both splits, then records them in a small JSON file.
+
+    The pipeline runs this once per dataset before any training job, so parallel jobs never
+    download into the same folder at the same time.
+    """
+    sizes = {split: len(load_split(name, root, split, download)) for split in SPLITS}
+    atomic_write_json(record, {"dataset": name, "root": str(root), "sizes": sizes})
+    return 0
 
 
 def normalize(images: Tensor, info: DatasetInfo) -> Tensor:

@@ -4,6 +4,9 @@ Outputs in the run directory (all written atomically):
 - `metrics.json`: status (completed/diverged), final and best (oracle) Acc@1/Agree@1/L_p,
   stability (mu, sigma^2 from the protocol's start epoch), time to the accuracy threshold,
   training and total hours, peak memory, the per-epoch history, provenance and the config.
+  Times add up over resumes: training time is saved in every checkpoint, and total time is the
+  wall-clock of the processes up to their last checkpoint (work a kill throws away is not
+  counted, as it is redone).
 - `history.csv`: the per-epoch history, for plots.
 - `student.pt`: the final student (see dfkd.checkpoint.save_model).
 - while running: `checkpoint.pt` / `checkpoint.prev.pt`, removed once the run has finished.
@@ -93,6 +96,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
 
     state = LoopState()
     clock = TrainingClock(device)
+    earlier_seconds = 0.0  # wall-clock of the processes before a resume
     saved = load_run_state(out_dir, digest)
     if saved is not None:
         student.load_state_dict(saved["student"])
@@ -101,7 +105,11 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         method.load_state_dict(saved["method"])
         state = LoopState(**saved["loop"])
         clock.elapsed_seconds = saved["train_seconds"]
+        earlier_seconds = saved["total_seconds"]
         restore_rng(saved["rng"])
+
+    def total_seconds() -> float:
+        return earlier_seconds + time.perf_counter() - started
 
     def save(current: LoopState) -> None:
         save_run_state(
@@ -114,6 +122,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
                 "method": method.state_dict(),
                 "loop": vars(current),
                 "train_seconds": clock.elapsed_seconds,
+                "total_seconds": total_seconds(),
                 "rng": capture_rng(),
             },
         )
@@ -153,7 +162,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
             path, student, config.student, config.dataset, {"config_hash": digest}
         ),
         metrics=_metrics(config, digest, state, divergence, teacher_acc1, teacher_record, device)
-        | {"total_hours": (time.perf_counter() - started) / 3600.0},
+        | {"total_hours": total_seconds() / 3600.0},
         history=state.history,
         device=device,
     )

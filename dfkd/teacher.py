@@ -76,6 +76,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     model = build_model(config.architecture, info.num_classes).to(device)
     optimizer, scheduler = build_sgd(model.parameters(), recipe.optimizer, recipe.epochs)
     state, clock = TeacherState(), TrainingClock(device)
+    earlier_seconds = 0.0  # wall-clock of the processes before a resume
     saved = load_run_state(out_dir, digest)
     if saved is not None:
         model.load_state_dict(saved["model"])
@@ -85,7 +86,11 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
         if state.order is not None:
             state.order, state.loss_sum = state.order.to(device), state.loss_sum.to(device)
         clock.elapsed_seconds = saved["train_seconds"]
+        earlier_seconds = saved["total_seconds"]
         restore_rng(saved["rng"])
+
+    def total_seconds() -> float:
+        return earlier_seconds + time.perf_counter() - started
 
     def save() -> None:
         save_run_state(
@@ -97,6 +102,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                 "scheduler": scheduler.state_dict(),
                 "loop": vars(state),
                 "train_seconds": clock.elapsed_seconds,
+                "total_seconds": total_seconds(),
                 "rng": capture_rng(),
             },
         )
@@ -177,7 +183,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                 "final_acc1": state.history[-1]["acc1"],
                 "train_hours": clock.elapsed_seconds / 3600.0,
             },
-            "total_hours": (time.perf_counter() - started) / 3600.0,
+            "total_hours": total_seconds() / 3600.0,
         },
         history=state.history,
         device=device,

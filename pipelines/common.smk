@@ -1,5 +1,7 @@
 # Validates params.yaml (as Snakemake's config, so --config overrides are checked too) and the
 # files under params/ through dfkd.config, before any job starts; defines the output layout.
+# Every rule calls the `dfkd` command line of the environment the suite is installed in (see
+# README), so jobs need no per-rule software environment.
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ except ConfigError as error:
 # Every wildcard of a run is a path level: results/<protocol>/<dataset>/...
 TEACHER_DIR = "results/{protocol}/{dataset}/teachers/{architecture}"
 RUN_DIR = "results/{protocol}/{dataset}/runs/{teacher}-{student}/{method}/seed{seed}"
+DATASET_RECORD = "results/{protocol}/{dataset}/dataset.json"
 
 
 wildcard_constraints:

@@ -3,6 +3,7 @@
 
 rule distill:
     input:
+        dataset=DATASET_RECORD,
         teacher=lambda w: teacher_checkpoint(w.protocol, w.dataset, w.teacher),
     output:
         config=f"{RUN_DIR}/config.yaml",

@@ -17,7 +17,6 @@ rule report:
         templates=lambda w, input: Path(input.templates[0]).parent,
     log:
         "logs/reports/{experiment}.log",
-    # Like every rule, a call of the `dfkd` CLI in the environment the suite is installed in.
     run:
         shell(
             "dfkd report --dataset {wildcards.experiment} --runs {input.runs}"

@@ -2,6 +2,8 @@
 
 
 rule train_teacher:
+    input:
+        DATASET_RECORD,
     output:
         config=f"{TEACHER_DIR}/config.yaml",
         model=f"{TEACHER_DIR}/teacher.pt",

@@ -180,6 +180,19 @@ CASES = {
         ),
         "CIFAR-10 not found or corrupt under",
     ),
+    "dataset offline, prepared by the pipeline": (
+        lambda ws: [
+            "prepare-data",
+            "--dataset",
+            "cifar100",
+            "--root",
+            str(ws["dir"] / "data"),
+            "--no-download",
+            "--record",
+            str(ws["dir"] / "out" / "dataset.json"),
+        ],
+        "CIFAR-100 not found or corrupt under",
+    ),
     "unknown teacher architecture": (
         _teacher(lambda ws: _teacher_dict(ws, architecture="resnet1000")),
         "unknown model 'resnet1000'",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
+import os
 import pickle
 import socket
 import struct
@@ -34,12 +36,14 @@ from dfkd.data import (
     dataset_info,
     load_split,
     normalize,
+    prepare,
     random_crop_flip,
     training_batch,
 )
 from dfkd.errors import ConfigError, DataError
 
-SHARED_JPEG_COPY = Path("/work/shared/data/cifar10-jpeg.tar.gz")
+# The JPEG copy of CIFAR-10 (cifar10-jpeg.tar.gz, ImageFolder layout), when the machine has it.
+JPEG_COPY = Path(os.environ.get("DFKD_CIFAR10_JPEG_ARCHIVE", "cifar10-jpeg.tar.gz"))
 
 
 # CIFAR in its distributed format ---------------------------------------------------------------
@@ -306,9 +310,9 @@ def test_image_folder_problems_are_data_errors(tmp_path):
         load_split("cifar10_jpeg", tmp_path, "train", download=False)
 
 
-@pytest.mark.skipif(not SHARED_JPEG_COPY.is_file(), reason="the JPEG copy of CIFAR-10 is absent")
-def test_shared_jpeg_copy_loads(tmp_path):
-    with tarfile.open(SHARED_JPEG_COPY, "r:gz") as tar:
+@pytest.mark.skipif(not JPEG_COPY.is_file(), reason="set DFKD_CIFAR10_JPEG_ARCHIVE to run it")
+def test_jpeg_copy_loads(tmp_path):
+    with tarfile.open(JPEG_COPY, "r:gz") as tar:
         for member in tar:
             # cifar10-jpeg/<split>/<class>/NNNN.jpg: keep three images per class and split.
             if member.isfile() and int(Path(member.name).stem) < 3:
@@ -449,3 +453,13 @@ def test_unknown_names_are_config_errors():
         dataset_info("imagenet")
     with pytest.raises(ConfigError, match="unknown split 'val'"):
         load_split("digits", "unused", "val", download=False)
+
+
+def test_prepare_records_both_splits(tmp_path):
+    record = tmp_path / "results" / "dataset.json"
+    assert prepare("digits", tmp_path, download=False, record=record) == 0
+    assert json.loads(record.read_text()) == {
+        "dataset": "digits",
+        "root": str(tmp_path),
+        "sizes": {"train": 1346, "test": 451},
+    }
