@@ -263,6 +263,7 @@ def group_table(runs: pd.DataFrame) -> pd.DataFrame:
         for column in AGGREGATED:
             summary = aggregate(pd.to_numeric(completed[column]).astype(float).tolist())
             row[f"{column}_mean"], row[f"{column}_std"] = summary.mean, summary.std
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = summary.ci_low, summary.ci_high
         # A CPU run has no device memory; its host peak (RSS) stands in, and is labelled so.
         device = pd.to_numeric(group["peak_device_memory_bytes"]).astype(float)
         host = pd.to_numeric(group["peak_host_memory_bytes"]).astype(float)
@@ -285,6 +286,8 @@ def headline_metrics(
         metrics.setdefault(row.pair, {})[row.method] = {
             "final_acc1_mean": _json_number(row.final_acc1_mean),
             "final_acc1_std": _json_number(row.final_acc1_std),
+            "final_acc1_ci95_low": _json_number(row.final_acc1_ci_low),
+            "final_acc1_ci95_high": _json_number(row.final_acc1_ci_high),
             "final_agree1_mean": _json_number(row.final_agree1_mean),
             "final_lp_mean": _json_number(row.final_lp_mean),
             "n": int(row.completed),

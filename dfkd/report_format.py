@@ -237,6 +237,14 @@ def _cell(
     return _measurement(dialect, mean, std, places) or dialect.missing
 
 
+def _interval(values: Mapping[str, Any], column: str, dialect: Dialect) -> str:
+    """The 95% Student-t interval of a column's mean over seeds, "[low, high]"; "–" below n = 2."""
+    low, high = values[f"{column}_ci_low"], values[f"{column}_ci_high"]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return dialect.missing
+    return f"[{low:.2f}, {high:.2f}]"
+
+
 def _threshold_cells(row: Mapping[str, Any], scale: float, dialect: Dialect) -> tuple[str, str]:
     """Time and epochs to the accuracy threshold, over the completed seeds that reached it."""
     if row["completed"] == 0:
@@ -272,6 +280,7 @@ def _stability_rows(
         hours, epochs = _threshold_cells(row, units["t_threshold_hours"][1], dialect)
         cells = [
             _seed_count(row["completed"], row["diverged"]),
+            _interval(row, "final_acc1", dialect),
             _cell(row, "mu", dialect, 2),
             _cell(row, "sigma2", dialect, 2),
             _cell(row, "best_acc1", dialect, 2),

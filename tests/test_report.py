@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from scipy import stats as scipy_stats
 
 from dfkd.cli import main
 from dfkd.report_format import Latex, significant_decimals
@@ -344,6 +345,20 @@ def test_mu_sigma2_and_oracle_per_group(report: dict[str, Any], pair: str, metho
     assert row["Best Acc@1 (%), oracle"] == _expected([c.max() for c in curves], 2)
 
 
+@pytest.mark.parametrize("pair", PAIRS)
+@pytest.mark.parametrize("method", METHODS)
+def test_final_accuracy_interval_is_the_student_t_interval(
+    report: dict[str, Any], pair: str, method: str
+) -> None:
+    finals = [FINAL[(pair, method)][seed] for seed in _completed(pair, method)]
+    half = scipy_stats.t.ppf(0.975, len(finals) - 1) * np.std(finals, ddof=1) / np.sqrt(len(finals))
+    expected = f"[{np.mean(finals) - half:.2f}, {np.mean(finals) + half:.2f}]"
+    assert _stability(report)[(pair, method)]["Final Acc@1 95% CI"] == expected
+    headline = json.loads((report["out"] / "digits_metrics.json").read_text())[pair][method]
+    assert headline["final_acc1_ci95_low"] == pytest.approx(np.mean(finals) - half)
+    assert headline["final_acc1_ci95_high"] == pytest.approx(np.mean(finals) + half)
+
+
 def test_time_to_threshold_with_partial_full_and_no_reach(report: dict[str, Any]) -> None:
     table = _stability(report)
     partial = table[(PAIRS[0], "dfq")]
@@ -438,7 +453,7 @@ def test_latex_rows_have_as_many_cells_as_columns(report: dict[str, Any]) -> Non
         cells = re.split(r"(?<!\\)&", row)
         spans = [re.match(r"\s*\\multicolumn\{(\d+)\}", cell) for cell in cells]
         widths.add(sum(int(span.group(1)) if span else 1 for span in spans))
-    assert widths == {1 + 4 * len(PAIRS), 11}
+    assert widths == {1 + 4 * len(PAIRS), 12}
 
 
 # ---------------------------------------------------------------------------------------------
