@@ -32,7 +32,7 @@ from dfkd.checkpoint import (
 from dfkd.config import config_hash, load_teacher_config
 from dfkd.data import dataset_info, load_split, normalize, training_batch
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
-from dfkd.loop import Diverged
+from dfkd.loop import Diverged, TermAccumulator
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
 from dfkd.outputs import write_run_outputs
@@ -54,7 +54,7 @@ class TeacherState:
     epochs_completed: int = 0
     batches_completed: int = 0  # inside the epoch in progress
     order: torch.Tensor | None = None  # the epoch's shuffling permutation
-    loss_sum: torch.Tensor | None = None
+    terms: dict[str, Any] | None = None  # TermAccumulator state of the epoch in progress
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -84,7 +84,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
         scheduler.load_state_dict(saved["scheduler"])
         state = TeacherState(**saved["loop"])
         if state.order is not None:
-            state.order, state.loss_sum = state.order.to(device), state.loss_sum.to(device)
+            state.order = state.order.to(device)
         clock.elapsed_seconds = saved["train_seconds"]
         earlier_seconds = saved["total_seconds"]
         restore_rng(saved["rng"])
@@ -118,7 +118,9 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
             for epoch in range(state.epochs_completed + 1, recipe.epochs + 1):
                 if state.order is None:
                     state.order = torch.randperm(len(train), device=device)
-                    state.loss_sum = torch.zeros((), device=device)
+                terms = TermAccumulator(device)
+                if state.terms is not None:
+                    terms.load_state_dict(state.terms)
                 clock.start()
                 model.train()
                 for batch in range(state.batches_completed, batches_per_epoch):
@@ -130,31 +132,31 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
-                    state.loss_sum += loss.detach() * len(indices)
+                    terms.add("train", {"cross_entropy": loss}, batch + 1)
                     progress.advance()
                     if stop and batch + 1 < batches_per_epoch:
                         clock.stop()
-                        state.batches_completed = batch + 1
+                        state.batches_completed, state.terms = batch + 1, terms.state_dict()
                         save()
                         raise Interrupted(stop.exit_status)
                 scheduler.step()
                 clock.stop()
-                train_loss = state.loss_sum.item() / len(train)
-                if not torch.isfinite(torch.tensor(train_loss)):
-                    raise Diverged("train/cross_entropy", epoch, 0, batches_per_epoch, train_loss)
+                means, bad = terms.summary()
+                for term, (step, value) in bad.items():
+                    raise Diverged(term, epoch, step, batches_per_epoch, value)
                 began = time.perf_counter()
                 predictions = predict(model, test_images, EVALUATION_BATCH_SIZE).argmax(1)
                 record = {
                     "epoch": epoch,
                     "acc1": 100.0 * (predictions == test.labels).double().mean().item(),
-                    "train_loss": train_loss,
+                    "train_loss": means["train/cross_entropy"],  # mean over the epoch's batches
                     "train_seconds": clock.elapsed_seconds,
                     "eval_seconds": time.perf_counter() - began,
                     "learning_rate": optimizer.param_groups[0]["lr"],
                 }
                 state.history.append(record)
                 state.epochs_completed, state.batches_completed = epoch, 0
-                state.order = state.loss_sum = None
+                state.order = state.terms = None
                 save()
                 progress.epoch(record)
                 if stop and epoch < recipe.epochs:

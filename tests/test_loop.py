@@ -125,3 +125,19 @@ def test_a_diverging_run_is_reported_as_diverged(tmp_path, suite):
     assert metrics["divergence"]["term"].startswith("student/")
     assert metrics["divergence"]["epoch"] == 1
     assert (tmp_path / "run" / "student.pt").exists()
+
+
+def test_a_diverging_teacher_stops_naming_the_batch(tmp_path, suite, capsys):
+    from dfkd.cli import main
+
+    config = suite.teacher_config("tiny", "digits", "cnn_small")
+    exploding = replace(config.recipe.optimizer, learning_rate=1e30)
+    config = replace(config, recipe=replace(config.recipe, epochs=2, optimizer=replace(
+        exploding, milestones=(1,))))  # fmt: skip
+    save_config(config, tmp_path / "config.yaml")
+    arguments = ["--config", str(tmp_path / "config.yaml"), "--out-dir", str(tmp_path)]
+    assert main(["train-teacher", *arguments, "--threads", "1"]) == 1
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert error.startswith("error: training diverged: loss term 'train/cross_entropy' became ")
+    assert "at epoch 1, train step " in error and "of 22 in that epoch" in error
+    assert not (tmp_path / "metrics.json").exists()
