@@ -53,25 +53,35 @@ def _kill_while_writing(process: multiprocessing.Process, run_dir: Path, limit: 
     return False
 
 
+def _start_afresh(run_dir: Path) -> None:
+    """Drops a finished run's outputs, so the next attempt runs (and can be killed) again."""
+    for path in run_dir.iterdir():
+        if path.name != "config.yaml":
+            path.unlink()
+
+
 def _run_with_faults(command: str, run_dir: Path, delays: list[float], torn: int) -> list[str]:
-    """Runs to completion through kills after each of `delays` seconds; returns what happened."""
-    events = []
-    for attempt in range(torn):
+    """Runs to completion through `torn` kills during checkpoint writes and kills after each of
+    `delays` seconds; returns what happened. An attempt that finishes before its kill (a busy
+    machine can shift the timing) starts the run afresh, so every planned kill lands."""
+    events: list[str] = []
+    while len(events) < torn:
         process = _start(command, run_dir)
         if _kill_while_writing(process, run_dir, limit=30):
             events.append("killed while writing a checkpoint")
         else:
             process.join()
-        assert attempt or events, "no checkpoint write was ever caught"
+            _start_afresh(run_dir)
     for delay in delays:
-        process = _start(command, run_dir)
-        process.join(delay)
-        if process.is_alive():
-            os.kill(process.pid, signal.SIGKILL)
-            process.join()
-            events.append(f"killed after {delay:.2f}s")
-        else:
-            events.append("finished before the kill")
+        while True:
+            process = _start(command, run_dir)
+            process.join(delay)
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGKILL)
+                process.join()
+                events.append(f"killed after {delay:.2f}s")
+                break
+            _start_afresh(run_dir)
     process = _start(command, run_dir)
     process.join()
     assert process.exitcode == 0
@@ -142,8 +152,7 @@ def test_teacher_training_survives_kills(tmp_path, teacher, teacher_config):
     reference, duration = teacher
     rng = random.Random(2024)
     delays = [rng.uniform(0.05, 0.3) * duration for _ in range(4)]
-    events = _run_with_faults("train-teacher", interrupted, delays, torn=1)
-    assert sum(e.startswith("killed") for e in events) == 5, events
+    _run_with_faults("train-teacher", interrupted, delays, torn=1)
     _assert_same(reference.parent, interrupted, "teacher.pt")
 
 
@@ -158,8 +167,7 @@ def test_distillation_survives_kills(tmp_path, suite, teacher, method):
 
     rng = random.Random(f"kills-{method}")
     delays = [rng.uniform(0.05, 0.3) * duration for _ in range(3)]
-    events = _run_with_faults("distill", interrupted, delays, torn=1 if method == "dfq" else 0)
-    assert sum(e.startswith("killed") for e in events) == len(delays) + (method == "dfq"), events
+    _run_with_faults("distill", interrupted, delays, torn=1 if method == "dfq" else 0)
     _assert_same(reference, interrupted, "student.pt")
 
 
