@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import platform
+import re
 import socket
 import subprocess
-from importlib.metadata import version
+import tomllib
+from importlib.metadata import distributions, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,14 +34,43 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503, as uv.lock writes names
+
+
+def environment_lock(lock: Path) -> dict[str, Any]:
+    """The lock file's SHA-256 and every installed package whose version it does not pin.
+
+    An empty `lock_mismatches` means the running environment is the locked one (for the packages
+    this platform installs); a run under another torch, say, lists it as "torch 2.15.0 (locked
+    2.14.1)". Without a lock file (an installed library, not a checkout) both are None.
+    """
+    if not lock.is_file():
+        return {"lock_sha256": None, "lock_mismatches": None}
+    data = lock.read_bytes()
+    locked: dict[str, set[str]] = {}
+    for package in tomllib.loads(data.decode()).get("package", []):
+        if "version" in package:  # the project itself is locked without a version
+            locked.setdefault(package["name"], set()).add(package["version"])
+    mismatches = sorted(
+        f"{name} {installed.version} (locked {', '.join(sorted(locked[name]))})"
+        for installed in distributions()
+        if (name := _normalized(installed.metadata["Name"] or "")) in locked
+        and installed.version not in locked[name]
+    )
+    return {"lock_sha256": hashlib.sha256(data).hexdigest(), "lock_mismatches": mismatches}
+
+
 def collect(device: torch.device, deterministic: bool, config_hash: str) -> dict[str, Any]:
     """Provenance of a run, written to its metrics and quoted in the report captions."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
+    top = _git("rev-parse", "--show-toplevel")
     return {
         "suite_version": dfkd.__version__,
         "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,
+        **environment_lock(Path(top or ".") / "uv.lock"),
         "config_hash": config_hash,
         "device": device.type,
         "device_name": device_name(device),

@@ -49,7 +49,7 @@ RUN_COLUMNS = (
     "accuracy_threshold", "t_threshold_hours", "epochs_to_threshold",
     "train_hours", "total_hours", "peak_device_memory_bytes", "peak_host_memory_bytes",
     "teacher_acc1", "device", "device_name", "git_commit", "git_dirty", "suite_version",
-    "config_hash", "metrics_path",
+    "lock_sha256", "lock_mismatches", "config_hash", "metrics_path",
 )  # fmt: skip
 # Summary entries that describe a finished schedule; blank for a diverged run.
 RESULT_COLUMNS = (
@@ -168,6 +168,9 @@ def _run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
     }
     for key in ("device", "device_name", "git_commit", "git_dirty", "suite_version", "config_hash"):
         row[key] = provenance.get(key)
+    row["lock_sha256"] = provenance.get("lock_sha256")
+    mismatches = provenance.get("lock_mismatches")
+    row["lock_mismatches"] = "; ".join(mismatches) if mismatches is not None else None
     for column in NUMBER_COLUMNS:
         value = row[column]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -311,6 +314,14 @@ def _facts(
         "unknown" if not isinstance(commit, str) else commit[:7] + ("+dirty" if dirty else "")
         for commit, dirty in dict.fromkeys(zip(runs["git_commit"], runs["git_dirty"], strict=True))
     ]
+    environments = [
+        "no lock file (installed as a library)"
+        if not isinstance(digest, str)
+        else f"uv.lock {digest[:12]}, " + (f"except {differs}" if differs else "as locked")
+        for digest, differs in dict.fromkeys(
+            zip(runs["lock_sha256"], runs["lock_mismatches"], strict=True)
+        )
+    ]
     used = [published["teachers"].get(teacher, {}).get("source") for teacher in runs["teacher"]]
     used += [
         published["results"].get(pair, {}).get(method, {}).get("source")
@@ -321,7 +332,7 @@ def _facts(
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch and not epoch.isdigit():
         raise UserError(f"SOURCE_DATE_EPOCH is {epoch!r}; expected seconds since 1970 or unset")
-    utc = datetime.timezone.utc
+    utc = datetime.UTC
     now = datetime.datetime.fromtimestamp(int(epoch), utc) if epoch else datetime.datetime.now(utc)
     return ReportFacts(
         dataset=dataset,
@@ -330,6 +341,7 @@ def _facts(
         hardware=hardware,
         suite_versions=[str(v or "unknown") for v in dict.fromkeys(runs["suite_version"])],
         commits=commits,
+        environments=environments,
         seeds=sorted({int(seed) for seed in runs["seed"]}),
         accuracy_threshold=float(runs["accuracy_threshold"].iloc[0]),
         stability_start_epoch=int(runs["stability_start_epoch"].iloc[0]),

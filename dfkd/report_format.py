@@ -45,6 +45,7 @@ class ReportFacts:
     hardware: Sequence[str]
     suite_versions: Sequence[str]
     commits: Sequence[str]
+    environments: Sequence[str]  # the lock file's digest, and what differs from it
     seeds: Sequence[int]
     accuracy_threshold: float
     stability_start_epoch: int

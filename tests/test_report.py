@@ -91,6 +91,8 @@ def _provenance(pair: str) -> dict[str, Any]:
         "git_commit": None if on_gpu else COMMIT,
         "git_dirty": None if on_gpu else True,
         "config_hash": f"hash-{pair}",
+        "lock_sha256": "ab" * 32,
+        "lock_mismatches": ["torch 2.15.0 (locked 2.14.1)"] if on_gpu else [],
         "device": "cuda" if on_gpu else "cpu",
         "device_name": "NVIDIA H200" if on_gpu else "x86_64",
     }
@@ -416,6 +418,8 @@ def test_caption_states_protocol_provenance_seeds_and_the_final_epoch_rule(
         "x86_64 (CPU)",
         "NVIDIA H200",
         "CuDFKD Table 1",
+        "uv.lock abababababab, as locked",
+        "uv.lock abababababab, except torch 2.15.0 (locked 2.14.1)",
     ):
         escaped = fact.replace("_", r"\_") if output == "latex" else fact
         assert escaped in text, escaped
@@ -466,7 +470,8 @@ def test_runs_csv_has_one_row_per_run(report: dict[str, Any]) -> None:
     required = """protocol dataset teacher student pair method seed status final_acc1 final_agree1
         final_lp final_lp_reference_code best_acc1 best_acc1_epoch mu sigma2 t_threshold_hours
         epochs_to_threshold train_hours total_hours peak_device_memory_bytes
-        peak_host_memory_bytes teacher_acc1 device_name git_commit suite_version config_hash"""
+        peak_host_memory_bytes teacher_acc1 device_name git_commit suite_version lock_sha256
+        lock_mismatches config_hash"""
     assert set(required.split()) <= set(rows[0])
     diverged = [row for row in rows if row["status"] == "diverged"]
     assert len(diverged) == 1
