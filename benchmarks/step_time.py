@@ -26,7 +26,7 @@ from dfkd.methods import METHODS
 from dfkd.methods.base import MethodContext
 from dfkd.models import build_model
 from dfkd.provenance import device_name
-from dfkd.runtime import choose_device, configure_determinism, synchronize
+from dfkd.runtime import choose_device, configure_determinism, memory_format, synchronize
 from dfkd.schema import from_dict
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -52,13 +52,15 @@ def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, s
     batch = batch_size or schedule.batch_size
     info = dataset_info(dataset)
     teacher_name, student_name = pair.split("-")
-    teacher = build_model(teacher_name, info.num_classes).to(device).eval().requires_grad_(False)
-    student = build_model(student_name, info.num_classes).to(device)
+    layout = memory_format(device)
+    teacher = build_model(teacher_name, info.num_classes).to(device, memory_format=layout)
+    teacher.eval().requires_grad_(False)
+    student = build_model(student_name, info.num_classes).to(device, memory_format=layout)
     implementation = METHODS.get(suite.methods[method_name].implementation)
     config = from_dict(implementation.config_class, hyperparameters, method_name)
     context = MethodContext(
         teacher, student, info.num_classes, info.image_size, batch,
-        lambda pixels: normalize(pixels, info), device,
+        lambda pixels: normalize(pixels, info), device, layout,
     )  # fmt: skip
     method = implementation(config, context)
     optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)

@@ -4,4 +4,4 @@ The version is part of every resolved run config, so bumping it marks every resu
 (Snakemake re-runs them); bump it whenever a change alters what a run computes.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -9,8 +9,16 @@ Sources (all strict: unknown or missing keys are errors, see dfkd.schema):
   overrides taken from the reference scripts.
 - `params/published.yaml`: the published numbers the reports print beside the reproduced ones.
 
-A protocol may shorten the published schedules (`quick`, `tiny`); shortening the epochs scales
-any learning-rate milestones proportionally, so a reduced run keeps the shape of the schedule.
+A protocol may shrink the published schedules (`quick`, `tiny`) and keep their shape:
+- fewer epochs move any learning-rate milestones to the same fraction of the schedule;
+- `student_steps_per_epoch` repeats each method's own round (its generator and student steps,
+  unchanged) as often as that many student steps need, at least once; the published loops of the
+  CMI code base run 400 student steps per epoch (`--ep_steps 400`);
+- a smaller batch scales the student's SGD learning rate with the batch, by the protocol's
+  `learning_rate_scaling` rule: "linear" (Goyal et al. 2017, arXiv 1706.02677) or "sqrt"
+  (Krizhevsky 2014, arXiv 1404.5997; Hoffer et al. 2017, arXiv 1705.08741). Keeping lr 0.1 at a
+  batch of 32 instead of 256 kills small students: their ReLUs die within an epoch. Adam
+  learning rates (generators) are not scaled.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -102,10 +111,19 @@ class Protocol:
     description: str
     teacher_epochs: int | None = field(metadata=positive)  # null keeps the published recipe
     distill_epochs: int | None = field(metadata=positive)
-    rounds_per_epoch: int | None = field(metadata=positive)
+    student_steps_per_epoch: int | None = field(metadata=positive)  # rounds repeated to about this
     batch_size: int | None = field(metadata=positive)
+    # How a protocol batch moves the student's learning rate; set exactly when batch_size is.
+    learning_rate_scaling: Literal["linear", "sqrt"] | None
     stability_start_epoch: int = field(metadata=positive)  # mu/sigma^2 from this epoch on
     deterministic: bool  # deterministic algorithms, no cuDNN benchmarking
+
+    def __post_init__(self) -> None:
+        if (self.batch_size is None) != (self.learning_rate_scaling is None):
+            raise ValueError(
+                "batch_size and learning_rate_scaling: set both (a protocol batch scales the "
+                "student learning rate) or neither"
+            )
 
 
 @dataclass(frozen=True)
@@ -329,10 +347,20 @@ class Suite:
                     schedule.student_optimizer, schedule.epochs, chosen.distill_epochs
                 ),
             )
-        if chosen.rounds_per_epoch is not None:
-            schedule = replace(schedule, rounds_per_epoch=chosen.rounds_per_epoch)
+        if chosen.student_steps_per_epoch is not None:
+            rounds = chosen.student_steps_per_epoch / schedule.student_steps_per_round
+            schedule = replace(schedule, rounds_per_epoch=max(1, round(rounds)))
         if chosen.batch_size is not None:
-            schedule = replace(schedule, batch_size=chosen.batch_size)
+            ratio = chosen.batch_size / schedule.batch_size
+            factor = ratio if chosen.learning_rate_scaling == "linear" else math.sqrt(ratio)
+            optimizer = schedule.student_optimizer
+            schedule = replace(
+                schedule,
+                batch_size=chosen.batch_size,
+                student_optimizer=replace(
+                    optimizer, learning_rate=optimizer.learning_rate * factor
+                ),
+            )
         return RunConfig(
             suite_version=dfkd.__version__,
             protocol=protocol,

@@ -48,6 +48,7 @@ from dfkd.runtime import (
     TrainingClock,
     choose_device,
     configure_determinism,
+    memory_format,
     reset_peak_memory,
 )
 from dfkd.schema import from_dict, to_dict
@@ -61,6 +62,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     out_dir = Path(out_dir)
     digest = config_hash(config)
     device = choose_device()
+    layout = memory_format(device)
     configure_determinism(config.deterministic, device)
     info = dataset_info(config.dataset)
 
@@ -72,14 +74,14 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     teacher, teacher_record = load_model(
         config.teacher_checkpoint, config.teacher, config.dataset, info.num_classes
     )
-    teacher = teacher.to(device).eval().requires_grad_(False)
+    teacher = teacher.to(device, memory_format=layout).eval().requires_grad_(False)
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
-    test_images = normalize(test.images, info)
+    test_images = normalize(test.images, info).contiguous(memory_format=layout)
     teacher_logits = predict(teacher, test_images, EVALUATION_BATCH_SIZE)  # fixed for the run
     teacher_acc1 = 100.0 * (teacher_logits.argmax(1) == test.labels).double().mean().item()
 
     seed_everything(config.seed)
-    student = build_model(config.student, info.num_classes).to(device)
+    student = build_model(config.student, info.num_classes).to(device, memory_format=layout)
     context = MethodContext(
         teacher=teacher,
         student=student,
@@ -88,6 +90,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         batch_size=config.loop.batch_size,
         normalize=lambda pixels: normalize(pixels, info),
         device=device,
+        memory_format=layout,
     )
     method = implementation(method_config, context)
     optimizer, scheduler = build_sgd(

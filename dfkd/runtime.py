@@ -36,6 +36,17 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def memory_format(device: torch.device) -> torch.memory_format:
+    """The layout of images and convolution weights on `device`.
+
+    channels_last on the CPU: oneDNN runs the suite's conv nets faster in it (measured on the
+    embedded default: a DFQ run's training 19 s instead of 25 s, max-pooling 12x faster). On
+    CUDA the default layout, since channels_last pays off there with mixed precision, which the
+    suite does not use. Only strides change: every value is computed by the same operations.
+    """
+    return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -44,6 +44,7 @@ from dfkd.runtime import (
     TrainingClock,
     choose_device,
     configure_determinism,
+    memory_format,
     reset_peak_memory,
 )
 from dfkd.schema import to_dict
@@ -70,10 +71,11 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
 
     train = load_split(config.dataset, config.data.root, "train", config.data.download).to(device)
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
-    test_images = normalize(test.images, info)
+    layout = memory_format(device)
+    test_images = normalize(test.images, info).contiguous(memory_format=layout)
 
     seed_everything(config.seed)
-    model = build_model(config.architecture, info.num_classes).to(device)
+    model = build_model(config.architecture, info.num_classes).to(device, memory_format=layout)
     optimizer, scheduler = build_sgd(model.parameters(), recipe.optimizer, recipe.epochs)
     state, clock = TeacherState(), TrainingClock(device)
     earlier_seconds = 0.0  # wall-clock of the processes before a resume

@@ -13,6 +13,7 @@ from dfkd.data import dataset_info, normalize
 from dfkd.methods import METHODS, DFKDMethod
 from dfkd.methods.base import MethodContext
 from dfkd.models import build_model
+from dfkd.runtime import memory_format
 from dfkd.schema import from_dict
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -27,9 +28,10 @@ def frozen_teacher(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     teacher = build_model("cnn_small", 10)
     teacher.train()
+    size = dataset_info("digits").image_size
     with torch.no_grad():
         for _ in range(3):
-            teacher(torch.randn(16, 3, 32, 32) * 0.7 + 0.2)
+            teacher(torch.randn(16, 3, size, size) * 0.7 + 0.2)
     return teacher.eval().requires_grad_(False)
 
 
@@ -45,10 +47,11 @@ def build_method(suite: Suite, name: str, batch_size: int = 8, seed: int = 0) ->
         teacher=teacher,
         student=build_model("cnn_tiny", 10),
         num_classes=10,
-        image_size=32,
+        image_size=info.image_size,
         batch_size=batch_size,
         normalize=lambda pixels: normalize(pixels, info),
         device=torch.device("cpu"),
+        memory_format=memory_format(torch.device("cpu")),
     )
     return implementation(config, context)
 

@@ -86,8 +86,26 @@ def test_protocols_shorten_schedules_and_scale_milestones(suite):
         120,
     )
     tiny = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 0, "t.pt")
-    assert (tiny.loop.epochs, tiny.loop.rounds_per_epoch, tiny.loop.batch_size) == (10, 10, 32)
-    assert tiny.loop.student_steps_per_round == 10  # the method's own ratio is kept
+    assert (tiny.loop.epochs, tiny.loop.batch_size) == (10, 32)
+    # The method's own round (1 generator step, 10 student steps) repeated to 200 student steps.
+    assert (tiny.loop.rounds_per_epoch, tiny.loop.student_steps_per_round) == (20, 10)
+    dafl = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dafl", 0, "t.pt")
+    assert (dafl.loop.rounds_per_epoch, dafl.loop.student_steps_per_round) == (40, 5)
+
+
+@pytest.mark.parametrize(("rule", "expected"), [("linear", 0.1 / 8), ("sqrt", 0.1 / 8**0.5)])
+def test_a_protocol_batch_scales_the_student_learning_rate_by_its_rule(suite, rule, expected):
+    protocol = replace(suite.params.protocols["tiny"], learning_rate_scaling=rule)
+    params = replace(suite.params, protocols={**suite.params.protocols, "tiny": protocol})
+    run = replace(suite, params=params).run_config(
+        "tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 0, "t.pt"
+    )
+    published = suite.run_config("paper", "cifar10", "resnet34", "resnet18", "dfq", 0, "t.pt")
+    # DFQ's published batch is 256 at lr 0.1 (CMI scripts); the tiny protocol runs 32.
+    assert (published.loop.batch_size, published.loop.student_optimizer.learning_rate) == (256, 0.1)
+    assert run.loop.batch_size == 32
+    assert run.loop.student_optimizer.learning_rate == pytest.approx(expected, rel=1e-12)
+    assert run.hyperparameters["generator_learning_rate"] == 1e-3  # Adam is not scaled
 
 
 @pytest.mark.parametrize(
@@ -110,6 +128,14 @@ def test_protocols_shorten_schedules_and_scale_milestones(suite):
         (lambda p: p["experiments"].update(imagenet=p["experiments"]["digits"]), "unknown dataset"),
         (lambda p: p["protocols"]["tiny"].update(distill_epochs=-1), "expected a number > 0"),
         (lambda p: p["protocols"]["tiny"].update(deterministic="yes"), "expected true or false"),
+        (
+            lambda p: p["protocols"]["tiny"].update(learning_rate_scaling=None),
+            "batch_size and learning_rate_scaling: set both",
+        ),
+        (
+            lambda p: p["protocols"]["tiny"].update(learning_rate_scaling="cubic"),
+            "learning_rate_scaling: got 'cubic'; allowed: 'linear', 'sqrt'",
+        ),
         (
             lambda p: p["experiments"]["digits"].update(accuracy_threshold=120.0),
             "a percentage",

@@ -335,7 +335,7 @@ def test_digits_split_is_stratified_and_fixed():
     train = load_split("digits", "unused", "train", download=False)
     test = load_split("digits", "unused", "test", download=True)
     assert len(train) + len(test) == 1797
-    assert test.images.shape[1:] == (3, 32, 32) and test.images.dtype == torch.uint8
+    assert test.images.shape[1:] == (3, 16, 16) and test.images.dtype == torch.uint8
     per_class = torch.bincount(targets)
     assert torch.equal(torch.bincount(test.labels), (per_class + 2) // 4)
     assert torch.equal(torch.bincount(train.labels) + torch.bincount(test.labels), per_class)

@@ -15,7 +15,7 @@ from dfkd.methods.base import DFKDMethod, MethodConfig, MethodContext
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
 from dfkd.progress import Progress
-from dfkd.runtime import StopRequest, TrainingClock
+from dfkd.runtime import StopRequest, TrainingClock, memory_format
 from tests.support import frozen_teacher
 
 
@@ -42,7 +42,7 @@ class Probe(DFKDMethod):
 
     def sample(self, batch_size):
         self._record("student")
-        return torch.randn(batch_size, 3, 32, 32)
+        return torch.randn(batch_size, 3, 16, 16)
 
     def on_epoch_end(self, epoch):
         self.epochs_ended.append(epoch)
@@ -67,9 +67,9 @@ def _run(method, loop, saved):
 
 def _context():
     torch.manual_seed(0)
-    return MethodContext(
-        frozen_teacher(), build_model("cnn_tiny", 10), 10, 32, 4, lambda x: x, torch.device("cpu")
-    )
+    cpu = torch.device("cpu")
+    student = build_model("cnn_tiny", 10)
+    return MethodContext(frozen_teacher(), student, 10, 16, 4, lambda x: x, cpu, memory_format(cpu))
 
 
 def test_loop_freezes_the_student_while_synthesising_and_trains_it_after():

@@ -49,7 +49,7 @@ def test_student_loss_trains_the_student_on_a_synthetic_batch(suite, name):
     method.generator.zero_grad(set_to_none=True)
     method.student.train().requires_grad_(True)
     images = method.sample(8)
-    assert images.shape == (8, 3, 32, 32) and not images.requires_grad
+    assert images.shape == (8, 3, 16, 16) and not images.requires_grad
     terms = method.student_loss()
     loss = torch.stack(list(terms.values())).sum()
     assert torch.isfinite(loss)

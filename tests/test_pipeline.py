@@ -22,7 +22,9 @@ def _shrink_tiny_protocol(repository: Path) -> None:
     """Fewer epochs, for tests that compare two runs rather than judge how well students learn."""
     path = repository / "params.yaml"
     params = yaml.safe_load(path.read_text())
-    params["protocols"]["tiny"].update(teacher_epochs=3, distill_epochs=2, rounds_per_epoch=3)
+    params["protocols"]["tiny"].update(
+        teacher_epochs=3, distill_epochs=2, student_steps_per_epoch=30
+    )
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
 

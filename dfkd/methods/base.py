@@ -47,6 +47,7 @@ class MethodContext:
     batch_size: int  # student batch; also the synthesis batch unless a method says otherwise
     normalize: Callable[[Tensor], Tensor]  # pixels in [0, 1] -> the teacher's input space
     device: torch.device
+    memory_format: torch.memory_format  # of the method's own networks (dfkd.runtime)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class GenerativeMethod(DFKDMethod):
         super().__init__(config, context)
         self.generator: Generator = build_generator(
             config.generator, config.latent_dim, config.generator_base_channels, context.image_size
-        ).to(context.device)
+        ).to(context.device, memory_format=context.memory_format)
         self.generator_optimizer = torch.optim.Adam(
             self.generator.parameters(),
             lr=config.generator_learning_rate,

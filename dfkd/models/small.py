@@ -1,6 +1,6 @@
 """Small plain conv nets for CPU smoke runs of the embedded default dataset.
 
-The default dataset is 8x8 handwritten digits upscaled to 32x32 RGB (10 classes); `cnn_small` is
+The default dataset is 8x8 handwritten digits upscaled to 16x16 RGB (10 classes); `cnn_small` is
 its teacher and `cnn_tiny` its student, sized so a whole run trains in seconds on two CPU cores.
 They come from no paper, so no published number applies to them.
 """
