@@ -18,6 +18,7 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -43,9 +44,10 @@ class DatasetInfo:
     std: tuple[float, float, float]
     directory: str  # folder under the data root; "" where torchvision or scikit-learn decides
     title: str  # how reports and error messages name the dataset
-    # "crop_flip": RandomCrop(size, padding=4) + RandomHorizontalFlip (the CIFAR recipe);
-    # "none": digits, whose identity a mirror image or a one-stroke shift can change.
-    train_augmentation: str
+    # "crop_flip": RandomCrop(size, crop_padding) + RandomHorizontalFlip (the CIFAR recipe);
+    # "crop": the random crop alone (shifts), for digits, which a mirror image can change.
+    train_augmentation: Literal["crop_flip", "crop"]
+    crop_padding: int  # pixels of zero padding around the random crop
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -63,6 +65,7 @@ DATASETS: dict[str, DatasetInfo] = {
             directory="",
             title="CIFAR-10",
             train_augmentation="crop_flip",
+            crop_padding=4,
         ),
         DatasetInfo(
             name="cifar100",
@@ -74,6 +77,7 @@ DATASETS: dict[str, DatasetInfo] = {
             directory="",
             title="CIFAR-100",
             train_augmentation="crop_flip",
+            crop_padding=4,
         ),
         # ljrprocc/DataFree (CuDFKD) registry.py: the measured channel statistics of the train
         # split. CMI's entry is a 0.5/0.5 placeholder, and CuDFKD is the only reference code base
@@ -88,6 +92,7 @@ DATASETS: dict[str, DatasetInfo] = {
             directory="tiny-imagenet-200",
             title="Tiny-ImageNet",
             train_augmentation="crop_flip",
+            crop_padding=4,
         ),
         # CIFAR-10 re-encoded as JPEG quality 75 by a third party, in the ImageFolder layout. Its
         # README gives mean (0.489, 0.482, 0.447), std (0.245, 0.243, 0.261); decoding its 50,000
@@ -103,6 +108,7 @@ DATASETS: dict[str, DatasetInfo] = {
             directory="cifar10-jpeg",
             title="CIFAR-10 (JPEG q75 copy)",
             train_augmentation="crop_flip",
+            crop_padding=4,
         ),
         # scikit-learn's bundled 8x8 digits as 16x16 grey RGB: every pixel of the source survives
         # the x2 upscaling, and a step costs a quarter of what it would at 32x32, which keeps
@@ -118,7 +124,12 @@ DATASETS: dict[str, DatasetInfo] = {
             std=(0.3193, 0.3193, 0.3193),
             directory="",
             title="scikit-learn digits",
-            train_augmentation="none",
+            # Shifts of up to 2 px, the CIFAR recipe's 1/8 of the image size (one pixel of the
+            # 8x8 source), and no flips, which change digits. A teacher trained on unshifted
+            # digits leaves DAFL's generator (which matches no BN statistics) images that
+            # transfer poorly to the student (params/teachers.yaml).
+            train_augmentation="crop",
+            crop_padding=2,
         ),
     )
 }
@@ -194,11 +205,11 @@ def _channel_constants(
     return as_tensor(mean).view(3, 1, 1), as_tensor(std).view(3, 1, 1)
 
 
-def random_crop_flip(images: Tensor, padding: int = 4) -> Tensor:
+def random_crop_flip(images: Tensor, padding: int = 4, flip: bool = True) -> Tensor:
     """torchvision's RandomCrop(H, padding) + RandomHorizontalFlip() on every sample of a batch.
 
-    Zero padding in pixel space, a uniform offset in 0..2*padding per sample and axis, and an
-    independent flip with p = 0.5, drawn from the global RNG of the input's device.
+    Zero padding in pixel space, a uniform offset in 0..2*padding per sample and axis, and (with
+    `flip`) an independent flip with p = 0.5, drawn from the global RNG of the input's device.
     """
     n, c, h, w = images.shape
     device = images.device
@@ -206,9 +217,11 @@ def random_crop_flip(images: Tensor, padding: int = 4) -> Tensor:
     padded = F.pad(images, (padding, padding, padding, padding))  # (N, C, H+2p, W+2p), zeros
     top = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
     left = torch.randint(0, 2 * padding + 1, (n, 1), device=device)
-    flip = torch.rand(n, 1, device=device) < 0.5
     columns = torch.arange(w, device=device).expand(n, w)
-    columns = torch.where(flip, w - 1 - columns, columns) + left  # (N, W) into the padded image
+    if flip:
+        flipped = torch.rand(n, 1, device=device) < 0.5
+        columns = torch.where(flipped, w - 1 - columns, columns)
+    columns = columns + left  # (N, W) into the padded image
     rows = torch.arange(h, device=device) + top  # (N, H)
     # One gather over the flattened padded image serves every sample at once.
     index = rows[:, :, None] * padded_width + columns[:, None, :]  # (N, H, W)
@@ -222,9 +235,9 @@ def training_batch(data: ImageTensors, indices: Tensor, info: DatasetInfo) -> tu
     Callers own the order (a per-epoch torch.randperm, keeping the last partial batch as
     torchvision's DataLoader does), so a checkpoint can store it and resume mid-epoch.
     """
-    images = data.images[indices]
-    if info.train_augmentation == "crop_flip":
-        images = random_crop_flip(images)
+    images = random_crop_flip(
+        data.images[indices], info.crop_padding, flip=info.train_augmentation == "crop_flip"
+    )
     return normalize(images, info), data.labels[indices]
 
 

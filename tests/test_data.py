@@ -443,9 +443,24 @@ def test_training_batch_augments_cifar_but_not_digits():
     assert torch.equal(images[centre], expected[centre])  # constant images: only borders move
     assert not torch.equal(images, expected)  # some zero padding came in at the borders
 
-    digits = dataset_info("digits")
-    images, labels = training_batch(data, indices, digits)
-    assert torch.equal(images, normalize(data.images[indices], digits))
+
+def test_training_batch_shifts_digits_by_up_to_two_pixels_and_never_mirrors_them():
+    info = dataset_info("digits")
+    size, n = info.image_size, 2000
+    grid = torch.arange(1, size + 1, dtype=torch.uint8)
+    rows, columns = grid.view(size, 1).expand(size, size), grid.view(1, size).expand(size, size)
+    encoded = torch.stack([rows, columns, torch.full((size, size), 255, dtype=torch.uint8)])
+    data = ImageTensors(encoded.expand(n, 3, size, size).clone(), torch.zeros(n, dtype=torch.int64))
+    torch.manual_seed(2)
+    images, _ = training_batch(data, torch.arange(n), info)
+    mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
+    pixels = ((images * std + mean) * 255).round().long()  # back to the encoded values
+    centre = size // 2  # inside the image for every shift of at most 2 px
+    top = pixels[:, 0, centre, centre] - 1 - centre + 2
+    left = pixels[:, 1, centre, centre] - 1 - centre + 2
+    assert set(top.tolist()) == set(left.tolist()) == {0, 1, 2, 3, 4}
+    mirrored = pixels[:, 1, centre, centre + 1] < pixels[:, 1, centre, centre]
+    assert not mirrored.any()
 
 
 def test_unknown_names_are_config_errors():
