@@ -141,3 +141,30 @@ def test_a_diverging_teacher_stops_naming_the_batch(tmp_path, suite, capsys):
     assert error.startswith("error: training diverged: loss term 'train/cross_entropy' became ")
     assert "at epoch 1, train step " in error and "of 22 in that epoch" in error
     assert not (tmp_path / "metrics.json").exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_run_hands_the_loop_a_frozen_eval_mode_teacher_and_a_trainable_student(
+    tmp_path, suite, monkeypatch
+):
+    teacher = tmp_path / "teacher.pt"
+    save_model(teacher, frozen_teacher(), "cnn_small", "digits", {})
+    config = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dfq", 0, str(teacher))
+    save_config(config, tmp_path / "run" / "config.yaml")
+    seen = {}
+
+    def probe(method, student, *arguments):
+        seen["teacher"] = [(m.training, p.requires_grad) for m in method.teacher.modules()
+                           for p in m.parameters(recurse=False)]  # fmt: skip
+        seen["student_is_the_methods"] = student is method.student
+        seen["student"] = {p.requires_grad for p in student.parameters()}
+        raise _Stop
+
+    monkeypatch.setattr("dfkd.distill.distill", probe)
+    with pytest.raises(_Stop):
+        run_distillation(tmp_path / "run" / "config.yaml", tmp_path / "run")
+    assert seen["teacher"] and set(seen["teacher"]) == {(False, False)}
+    assert seen["student_is_the_methods"] and seen["student"] == {True}

@@ -1,44 +1,117 @@
-"""The method contract, checked for every params/methods/*.yaml, plus each method's loss terms."""
+"""The method contract, checked for every params/methods/*.yaml, and each method's fidelity.
+
+Expected values are computed here, independently of dfkd.losses and dfkd.hooks: NumPy formulas
+on logits and on layer inputs captured by this file's own hooks.
+"""
 
 import copy
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from dfkd.hooks import BatchNormInputs
-from dfkd.losses import (
-    activation_loss,
-    batch_norm_statistics_loss,
-    class_balance_loss,
-    kl_divergence,
-    one_hot_loss,
-)
 from tests.support import build_method, method_names
 
+# ---------------------------------------------------------------------------------------------
+# Independent reference computations (float64 NumPy)
 
-def _parameters(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [p.detach().clone() for p in module.parameters()]
+
+def _softmax(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    x = logits.detach().double().numpy() / temperature
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
 
 
-def _same(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
-    return all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+def _kl_teacher_to_student(student: torch.Tensor, teacher: torch.Tensor, t: float) -> float:
+    p_t, p_s = _softmax(teacher, t), _softmax(student, t)
+    return float((p_t * (np.log(p_t) - np.log(p_s))).sum(axis=1).mean() * t**2)
+
+
+def _one_hot(teacher: torch.Tensor) -> float:
+    p = _softmax(teacher)
+    return float(-np.log(p[np.arange(len(p)), p.argmax(axis=1)]).mean())
+
+
+def _negative_entropy_of_mean(teacher: torch.Tensor, log_base: float) -> float:
+    mean = _softmax(teacher).mean(axis=0)
+    return float((mean * np.log(mean)).sum() / np.log(log_base))
+
+
+class _LayerInputs:
+    """Copies the input of every module of `kind` in forward order (and the module)."""
+
+    def __init__(self, model: nn.Module, kind: type[nn.Module]) -> None:
+        self.records: list[tuple[nn.Module, np.ndarray]] = []
+        self.handles = [
+            m.register_forward_pre_hook(self._keep) for m in model.modules() if isinstance(m, kind)
+        ]
+
+    def _keep(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.records.append((module, inputs[0].detach().double().numpy().copy()))
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _bn_statistics_distance(records: list[tuple[nn.Module, np.ndarray]]) -> float:
+    """sum over BN layers of ||var - running_var||_2 + ||mean - running_mean||_2 (CMI code)."""
+    total = 0.0
+    for module, x in records:
+        per_channel = x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1)  # (C, N*H*W)
+        mean, variance = per_channel.mean(axis=1), per_channel.var(axis=1)  # biased
+        total += np.linalg.norm(variance - module.running_var.double().numpy())
+        total += np.linalg.norm(mean - module.running_mean.double().numpy())
+    return total
+
+
+def _teacher_space(method, pixels: torch.Tensor) -> torch.Tensor:
+    return pixels if method.generator.outputs_normalized else method.context.normalize(pixels)
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers (BN running statistics included)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(before: dict[str, torch.Tensor], module: nn.Module) -> bool:
+    return all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def _batch_norm_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in module.state_dict().items() if "running" in k}
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract, for every method
 
 
 @pytest.mark.parametrize("name", method_names())
 def test_generator_step_updates_only_the_synthesis_side(suite, name):
     method = build_method(suite, name)
     method.student.eval().requires_grad_(False)  # what the loop does in the generator phase
-    teacher_before, student_before = _parameters(method.teacher), _parameters(method.student)
-    generator_before = _parameters(method.generator)
+    teacher_before, student_before = _state(method.teacher), _state(method.student)
+    generator_before = _state(method.generator)
+    generator_buffers = _batch_norm_buffers(method.generator)
 
     terms = method.generator_step()
 
     assert terms and all(t.dim() == 0 and torch.isfinite(t) for t in terms.values())
     assert all(not t.requires_grad for t in terms.values())
-    assert _same(teacher_before, method.teacher) and _same(student_before, method.student)
+    assert _same(teacher_before, method.teacher), "the teacher (weights or BN statistics) changed"
+    assert _same(student_before, method.student), "the student changed in a generator step"
     assert all(p.grad is None for p in method.teacher.parameters())
     assert all(p.grad is None for p in method.student.parameters())
     assert not _same(generator_before, method.generator)
+    moved = {
+        k: not torch.equal(v, method.generator.state_dict()[k])
+        for k, v in generator_buffers.items()
+    }
+    assert all(moved.values()), (
+        f"the generator is trained in train mode (batch statistics): {moved}"
+    )
 
 
 @pytest.mark.parametrize("name", method_names())
@@ -48,14 +121,23 @@ def test_student_loss_trains_the_student_on_a_synthetic_batch(suite, name):
     method.generator_step()
     method.generator.zero_grad(set_to_none=True)
     method.student.train().requires_grad_(True)
+    teacher_before, generator_buffers = (
+        _state(method.teacher),
+        _batch_norm_buffers(method.generator),
+    )
+    size = method.context.image_size
     images = method.sample(8)
-    assert images.shape == (8, 3, 16, 16) and not images.requires_grad
+    assert images.shape == (8, 3, size, size) and not images.requires_grad
     terms = method.student_loss()
     loss = torch.stack(list(terms.values())).sum()
     assert torch.isfinite(loss)
     loss.backward()
     assert all(p.grad is not None for p in method.student.parameters())
     assert all(p.grad is None for p in method.generator.parameters())
+    assert _same(teacher_before, method.teacher), "the teacher changed in a student step"
+    assert all(
+        torch.equal(v, method.generator.state_dict()[k]) for k, v in generator_buffers.items()
+    ), "sampling for the student moved the generator's BN statistics (train mode?)"
 
 
 @pytest.mark.parametrize("name", method_names())
@@ -85,75 +167,136 @@ def test_state_dict_resumes_the_method_exactly(suite, name):
     )
 
 
-def test_dfq_generator_terms_are_the_weighted_loss_functions(suite):
-    method = build_method(suite, "dfq")
-    method.student.eval().requires_grad_(False)
-    config = method.config
-    generator_copy = copy.deepcopy(method.generator)
-    capture = BatchNormInputs(method.teacher)
+@pytest.mark.parametrize("name", method_names())
+@pytest.mark.parametrize("temperature", [1.0, 4.0])
+def test_default_student_loss_is_kl_teacher_to_student_times_t_squared(suite, name, temperature):
+    method = build_method(suite, name)
+    method.config = replace(method.config, student_temperature=temperature)
+    torch.manual_seed(11)
+    size = method.context.image_size
+    images = 3 * torch.randn(8, 3, size, size)  # contrast enough for a KL far from 0
+    method.sample = lambda batch_size: images  # the batch under test, whatever the method samples
+    method.student.train().requires_grad_(True)
 
-    torch.manual_seed(3)
-    terms = method.generator_step()
+    terms = method.student_loss()
 
-    torch.manual_seed(3)
-    z = torch.randn(8, config.latent_dim)
-    images = method.context.normalize(generator_copy.train()(z))
-    with torch.no_grad(), capture.recording() as statistics:
-        teacher_logits = method.teacher(images)
-        student_logits = method.student(images)
-    expected = {
-        "adversarial": -config.adversarial_weight
-        * kl_divergence(student_logits, teacher_logits, 1.0),
-        "bn_statistics": config.bn_statistics_weight
-        * batch_norm_statistics_loss(
-            statistics.means,
-            statistics.variances,
-            statistics.running_means,
-            statistics.running_variances,
-        ),
-        "one_hot": config.one_hot_weight * one_hot_loss(teacher_logits),
-        "class_balance": config.class_balance_weight * class_balance_loss(teacher_logits),
-    }
-    assert terms.keys() == expected.keys()
-    for name, value in expected.items():
-        assert terms[name].item() == pytest.approx(value.item(), rel=1e-5), name
+    with torch.no_grad():
+        teacher_logits, student_logits = method.teacher(images), method.student(images)
+    expected = _kl_teacher_to_student(student_logits, teacher_logits, temperature)
+    reversed_direction = _kl_teacher_to_student(teacher_logits, student_logits, temperature)
+    assert reversed_direction != pytest.approx(expected, rel=1e-3)  # the case tells them apart
+    assert terms.keys() == {"kd"}
+    assert terms["kd"].item() == pytest.approx(expected, rel=1e-4), (
+        f"the student loss is not KL(teacher || student) x T^2 at T={temperature}"
+    )
 
 
-@pytest.mark.parametrize("name", ["dafl", "dafl_original"])
-def test_dafl_generator_terms_are_the_weighted_loss_functions(suite, name):
+# ---------------------------------------------------------------------------------------------
+# Where the student's batches come from
+
+
+@pytest.mark.parametrize("name", ["dafl", "dfq"])
+def test_sample_runs_the_generator_in_eval_mode_on_fresh_latent_codes(suite, name):
     method = build_method(suite, name)
     method.student.eval().requires_grad_(False)
-    config = method.config
-    generator_copy = copy.deepcopy(method.generator)
+    for _ in range(3):  # running statistics now differ from any one batch's statistics
+        method.generator_step()
+    generator = copy.deepcopy(method.generator)
 
-    torch.manual_seed(3)
-    terms = method.generator_step()
+    torch.manual_seed(5)
+    images = method.sample(16)
 
-    torch.manual_seed(3)
-    generated = generator_copy.train()(torch.randn(8, config.latent_dim))
-    images = generated if generator_copy.outputs_normalized else method.context.normalize(generated)
+    torch.manual_seed(5)
+    z = torch.randn(16, method.config.latent_dim)
     with torch.no_grad():
-        teacher_logits, features = method.teacher.forward_with_features(images)
-    expected = {
-        "one_hot": config.one_hot_weight * one_hot_loss(teacher_logits),
-        "information_entropy": config.information_entropy_weight
-        * class_balance_loss(teacher_logits, config.entropy_log_base),
-        "activation": config.activation_weight * activation_loss(features),
-    }
-    assert terms.keys() == expected.keys()
-    for term, value in expected.items():
-        assert terms[term].item() == pytest.approx(value.item(), rel=1e-5), term
+        eval_mode = _teacher_space(method, generator.eval()(z))
+        train_mode = _teacher_space(method, copy.deepcopy(generator).train()(z))
+    assert not torch.allclose(eval_mode, train_mode, atol=1e-4)
+    assert torch.allclose(images, eval_mode, rtol=0, atol=1e-6), (
+        "sample() must run the generator in eval mode (running statistics) on N(0, 1) codes"
+    )
+    torch.manual_seed(5)
+    assert not torch.equal(method.sample(16), method.sample(16))  # a fresh z per call
 
 
 def test_original_dafl_trains_the_student_on_the_generator_steps_batch(suite):
     method = build_method(suite, "dafl_original")
     method.student.eval().requires_grad_(False)
+    method.generator_step()
+    before_step = copy.deepcopy(method.generator)  # the weights the next step generates with
+
     torch.manual_seed(4)
     method.generator_step()
+
     torch.manual_seed(4)
-    # The batch of the step: same z, generator weights before the update, train-mode BN.
-    assert method.sample(8) is method.sample(8)
-    fresh = build_method(suite, "dafl")
-    fresh.student.eval().requires_grad_(False)
-    fresh.generator_step()
-    assert fresh.sample(8) is not fresh.sample(8)
+    z = torch.randn(method.context.batch_size, method.config.latent_dim)
+    with torch.no_grad():
+        expected = _teacher_space(method, before_step.train()(z))  # same z, pre-update, train BN
+    assert torch.allclose(method.sample(method.context.batch_size), expected, rtol=0, atol=1e-6), (
+        "dafl_original must train the student on the detached batch of the generator step just "
+        "taken (same z, weights before the update, train-mode BN)"
+    )
+    method.student.train().requires_grad_(True)
+    with torch.no_grad():
+        teacher_logits, student_logits = method.teacher(expected), method.student(expected)
+    assert method.student_loss()["kd"].item() == pytest.approx(
+        _kl_teacher_to_student(student_logits, teacher_logits, 1.0), rel=1e-5
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden values of the generator objectives
+
+
+def _generator_step_inputs(method, seed: int):
+    """Runs one generator step; returns its terms and the teacher's and student's view of the
+    batch it was computed on, recomputed from a copy of the generator taken before the step."""
+    generator = copy.deepcopy(method.generator)
+    torch.manual_seed(seed)
+    terms = method.generator_step()
+    torch.manual_seed(seed)
+    z = torch.randn(method.context.batch_size, method.config.latent_dim)
+    teacher_bn = _LayerInputs(method.teacher, nn.BatchNorm2d)
+    teacher_head = _LayerInputs(method.teacher, nn.Linear)
+    with torch.no_grad():
+        images = _teacher_space(method, generator.train()(z))
+        teacher_logits = method.teacher(images)
+        student_logits = method.student(images)
+    teacher_bn.remove()
+    teacher_head.remove()
+    features = torch.from_numpy(teacher_head.records[-1][1])  # the input of the linear head
+    return terms, teacher_logits, student_logits, teacher_bn.records, features
+
+
+def test_dfq_generator_terms_match_their_formulas(suite):
+    method = build_method(suite, "dfq")
+    method.student.eval().requires_grad_(False)
+    config = method.config
+    terms, teacher, student, bn_inputs, _ = _generator_step_inputs(method, seed=3)
+    expected = {
+        "adversarial": -config.adversarial_weight * _kl_teacher_to_student(student, teacher, 1.0),
+        "bn_statistics": config.bn_statistics_weight * _bn_statistics_distance(bn_inputs),
+        "one_hot": config.one_hot_weight * _one_hot(teacher),
+        "class_balance": config.class_balance_weight * _negative_entropy_of_mean(teacher, np.e),
+    }
+    assert len(bn_inputs) == 3  # every BatchNorm2d of cnn_small
+    assert terms.keys() == expected.keys()
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value, rel=1e-5), name
+
+
+@pytest.mark.parametrize("name", ["dafl", "dafl_original"])
+def test_dafl_generator_terms_match_their_formulas(suite, name):
+    method = build_method(suite, name)
+    method.student.eval().requires_grad_(False)
+    config = method.config
+    terms, teacher, _, _, features = _generator_step_inputs(method, seed=3)
+    expected = {
+        "one_hot": config.one_hot_weight * _one_hot(teacher),
+        "information_entropy": config.information_entropy_weight
+        * _negative_entropy_of_mean(teacher, config.entropy_log_base),
+        "activation": -config.activation_weight * float(features.abs().mean()),
+    }
+    assert terms.keys() == expected.keys()
+    for term, value in expected.items():
+        assert terms[term].item() == pytest.approx(value, rel=1e-5), term
