@@ -24,7 +24,11 @@ BIN = Path(sys.executable).parent
 
 
 def _timed(command: list[str], cwd: Path) -> tuple[float, str]:
-    environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    environment = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(cwd),  # the clone's code, not an editable install's
+    }
     began = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True)
     elapsed = time.perf_counter() - began
