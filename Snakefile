@@ -7,6 +7,11 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
+from dfkd.workflow import check_params_file
+
+# Before Snakemake reads it: its own loader names neither line nor column of a YAML error.
+check_params_file("params.yaml")
+
 
 configfile: "params.yaml"
 

@@ -93,7 +93,7 @@ def _check(params_path: str, params_dir: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    from dfkd.errors import UserError
+    from dfkd.errors import DiskFullError, UserError, print_user_error
     from dfkd.loop import Diverged
     from dfkd.runtime import Interrupted
 
@@ -121,9 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_distillation(arguments.config, arguments.out_dir)
     except UserError as error:
-        for line in str(error).splitlines():
-            print(f"error: {line}", file=sys.stderr)
+        print_user_error(error)
         return 2
+    except DiskFullError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except yaml.YAMLError as error:
         print(f"error: invalid YAML: {error}".replace("\n", " "), file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import torch
 
 from dfkd.atomic import atomic_write_json, atomic_write_text
 from dfkd.runtime import peak_memory
+from dfkd.workflow import sha256_of
 
 
 def finite_or_none(value: Any) -> Any:
@@ -51,7 +52,11 @@ def write_run_outputs(
 ) -> None:
     save_model_file(out_dir / model_file)
     atomic_write_text(out_dir / "history.csv", history_csv(history))
-    atomic_write_json(
-        out_dir / "metrics.json",
-        finite_or_none({**metrics, **peak_memory(device), "history": list(history)}),
-    )
+    record = {
+        **metrics,
+        # What the workflow checks before it lets jobs read the model (dfkd.workflow).
+        "model_sha256": sha256_of(out_dir / model_file),
+        **peak_memory(device),
+        "history": list(history),
+    }
+    atomic_write_json(out_dir / "metrics.json", finite_or_none(record))

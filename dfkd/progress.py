@@ -36,8 +36,14 @@ class Progress:
         position = f"epoch {epochs_done + 1} of {self.total_epochs}"
         if not resumed:
             self.line(f"starting at {position}")
+        elif epochs_done >= self.total_epochs:
+            self.line(
+                f"resuming from the checkpoint after the last epoch ({self.total_epochs}): "
+                "writing the final outputs"
+            )
         else:
-            done = f"{units_done} of {self.units_per_epoch} {self.unit}s done"
+            units = self.unit + ("es" if self.unit.endswith(("s", "sh", "ch", "x")) else "s")
+            done = f"{units_done} of {self.units_per_epoch} {units} done"
             self.line(f"resuming from the checkpoint at {position} ({done})")
 
     def advance(self) -> None:

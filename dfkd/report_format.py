@@ -239,7 +239,7 @@ def _cell(
 
 
 def _interval(values: Mapping[str, Any], column: str, dialect: Dialect) -> str:
-    """The 95% Student-t interval of a column's mean over seeds, "[low, high]"; "–" below n = 2."""
+    """The 95% Student-t interval of a column's mean over seeds, "[low, high]"; "–" below n = 3."""
     low, high = values[f"{column}_ci_low"], values[f"{column}_ci_high"]
     if not (math.isfinite(low) and math.isfinite(high)):
         return dialect.missing

@@ -70,11 +70,17 @@ class Aggregate:
     ci_high: float
 
 
+# The t-interval needs three values: from two, t_{0.975, 1} = 12.7 makes it span tens of
+# points (a 2-seed accuracy mean reads like [-370, 455]), which tells a reader nothing.
+MIN_VALUES_FOR_INTERVAL = 3
+
+
 def aggregate(values: Sequence[float | None]) -> Aggregate:
     """Mean, std and 95% t-interval of the finite entries of ``values`` (None, nan, inf dropped).
 
     Failed or diverged seeds are dropped rather than propagated so that one bad seed does not
-    blank a table cell; ``n`` records how many seeds the numbers stand on.
+    blank a table cell; ``n`` records how many seeds the numbers stand on. The interval is nan
+    below MIN_VALUES_FOR_INTERVAL values.
     """
     finite = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     n = int(finite.size)
@@ -86,6 +92,8 @@ def aggregate(values: Sequence[float | None]) -> Aggregate:
     from scipy import stats as scipy_stats  # imported here: only reports aggregate over seeds
 
     std = float(finite.std(ddof=1))
+    if n < MIN_VALUES_FOR_INTERVAL:
+        return Aggregate(mean=mean, std=std, n=n, ci_low=math.nan, ci_high=math.nan)
     half_width = float(scipy_stats.t.ppf(0.975, df=n - 1)) * std / math.sqrt(n)
     return Aggregate(mean=mean, std=std, n=n, ci_low=mean - half_width, ci_high=mean + half_width)
 

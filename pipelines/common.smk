@@ -2,17 +2,12 @@
 # files under params/ through dfkd.config, before any job starts; defines the output layout.
 # Every rule calls the `dfkd` command line of the environment the suite is installed in (see
 # README), so jobs need no per-rule software environment.
-import sys
 from pathlib import Path
 
-from dfkd.config import load_suite
-from dfkd.errors import ConfigError
 from dfkd.schema import to_dict
+from dfkd.workflow import check_finished_results_or_exit, load_suite_or_exit
 
-try:
-    SUITE = load_suite(config, "params")
-except ConfigError as error:
-    sys.exit(f"error: {error}")
+SUITE = load_suite_or_exit(config, "params.yaml", "params")
 
 # Every wildcard of a run is a path level: results/<protocol>/<dataset>/...
 TEACHER_DIR = "results/{protocol}/{dataset}/teachers/{architecture}"
@@ -47,3 +42,18 @@ def report_inputs(w):
         for architecture in SUITE.teachers_of(w.experiment)
     ]
     return {"runs": runs, "teachers": teachers}
+
+
+# Finished results that jobs read are checked before any job runs (dfkd/workflow.py).
+check_finished_results_or_exit(
+    dataset_records=[
+        DATASET_RECORD.format(protocol=SUITE.protocol_of(d), dataset=d)
+        for d in SUITE.params.experiments
+    ],
+    teacher_dirs=[
+        TEACHER_DIR.format(protocol=SUITE.protocol_of(d), dataset=d, architecture=a)
+        for d in SUITE.params.experiments
+        for a in SUITE.teachers_of(d)
+    ],
+    run_dirs=[RUN_DIR.format(**run) for d in SUITE.params.experiments for run in SUITE.runs(d)],
+)

@@ -91,3 +91,17 @@ def copy_repository(destination: Path) -> Path:
         destination,
     )
     return destination
+
+
+def shrink_tiny_protocol(repository: Path) -> None:
+    """Fewer epochs, for tests that compare runs or files rather than judge how well students
+    learn; committed, so the copy stays clean."""
+    import yaml
+
+    path = repository / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["protocols"]["tiny"].update(
+        teacher_epochs=3, distill_epochs=2, student_steps_per_epoch=30, stability_start_epoch=1
+    )
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)

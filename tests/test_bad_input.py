@@ -12,7 +12,7 @@ from dfkd.cli import main
 from dfkd.config import read_yaml, save_config
 from dfkd.models import build_model
 from dfkd.schema import to_dict
-from tests.support import BIN, REPOSITORY, copy_repository, run_command
+from tests.support import REPOSITORY
 
 
 def _files(directory: Path) -> dict[str, bytes]:
@@ -219,25 +219,3 @@ def test_bad_input_gives_one_clear_line_and_writes_nothing(workspace, capsys, ca
     assert len(errors) == 1 and message in errors[0], lines
     assert all(line.startswith(("error: ", "warning: ")) for line in lines), lines
     assert _files(out) == before
-
-
-def test_snakemake_refuses_bad_params_before_any_job(tmp_path):
-    repository = copy_repository(tmp_path)
-    result = run_command(
-        [
-            str(BIN / "snakemake"),
-            "-n",
-            "--cores",
-            "1",
-            "--config",
-            "data={root: data, download: maybe}",
-        ],
-        repository,
-        check=False,
-    )
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [
-        "error: params.yaml: data.download: expected true or false, got 'maybe'",
-    ]
-    assert not (repository / "results").exists()

@@ -17,21 +17,17 @@ from benchmarks.seed_robustness import recipes
 from dfkd.config import load_run_config, load_teacher_config, save_config
 from dfkd.distill import run_distillation
 from dfkd.teacher import run_teacher_training
-from tests.support import BIN, REPOSITORY, copy_repository, environment, run_command
+from tests.support import (
+    BIN,
+    REPOSITORY,
+    copy_repository,
+    environment,
+    run_command,
+    shrink_tiny_protocol,
+)
 
 # Per-run floors of the embedded default, measured over 5 seeds (benchmarks/seed_robustness.py).
 FLOORS = REPOSITORY / "benchmarks" / "results" / "seed_robustness.json"
-
-
-def _shrink_tiny_protocol(repository: Path) -> None:
-    """Fewer epochs, for tests that compare two runs rather than judge how well students learn."""
-    path = repository / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    params["protocols"]["tiny"].update(
-        teacher_epochs=3, distill_epochs=2, student_steps_per_epoch=30
-    )
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
 
 
 def _history(run_dir: Path) -> list[dict]:
@@ -131,7 +127,7 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
 @pytest.mark.slow
 def test_dvc_repro_with_parallel_jobs_equals_serial_runs_of_its_configs(tmp_path):
     repository = copy_repository(tmp_path / "dvc")
-    _shrink_tiny_protocol(repository)
+    shrink_tiny_protocol(repository)
     run_command([str(BIN / "dvc"), "repro", "benchmark@digits"], repository)  # --cores all
 
     lock = yaml.safe_load((repository / "dvc.lock").read_text())

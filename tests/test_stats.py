@@ -71,12 +71,15 @@ def test_aggregate_matches_numpy_and_scipy() -> None:
     assert result.ci_high == pytest.approx(high, abs=1e-12)
 
 
-def test_aggregate_two_values_by_hand() -> None:
-    # mean 2, std sqrt(2), half-width t_{0.975,1} * sqrt(2) / sqrt(2) = 12.7062...
-    result = aggregate([1.0, 3.0])
-    assert result.std == pytest.approx(math.sqrt(2.0))
-    assert result.ci_low == pytest.approx(2.0 - 12.706204736, abs=1e-8)
-    assert result.ci_high == pytest.approx(2.0 + 12.706204736, abs=1e-8)
+def test_aggregate_three_values_by_hand_and_no_interval_from_two() -> None:
+    # mean 2, std 1, half-width t_{0.975,2} * 1 / sqrt(3) = 4.302653 / 1.7320508 = 2.484138...
+    result = aggregate([1.0, 2.0, 3.0])
+    assert result.std == pytest.approx(1.0)
+    assert result.ci_low == pytest.approx(2.0 - 2.4841377, abs=1e-6)
+    assert result.ci_high == pytest.approx(2.0 + 2.4841377, abs=1e-6)
+    two = aggregate([1.0, 3.0])
+    assert two.std == pytest.approx(math.sqrt(2.0)) and two.n == 2
+    assert math.isnan(two.ci_low) and math.isnan(two.ci_high)
 
 
 def test_aggregate_drops_non_finite_values() -> None:

@@ -1,0 +1,265 @@
+"""Loading and validating the params files: every problem found, one line each."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dfkd.config.settings import (
+    Experiment,
+    MethodParams,
+    PublishedResult,
+    SuiteParams,
+    TeacherRecipe,
+    read_yaml,
+)
+from dfkd.config.suite import Suite, resolve_method_settings
+from dfkd.data import DATASETS
+from dfkd.errors import ConfigError
+from dfkd.methods import METHODS
+from dfkd.models import MODELS
+from dfkd.schema import from_dict
+
+
+def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> Suite:
+    """Validates params.yaml's content (as Snakemake's `config`) and the files under params/.
+
+    Raises ConfigError listing every problem found, one line each.
+    """
+    params_dir = Path(params_dir)
+    problems: list[str] = []
+
+    def attempt(build):  # collect problems across files instead of stopping at the first
+        try:
+            return build()
+        except ConfigError as error:
+            problems.extend(str(error).splitlines())
+            return None
+
+    suite_params: SuiteParams | None = attempt(
+        lambda: from_dict(SuiteParams, params, "params.yaml")
+    )
+    teachers_path = params_dir / "teachers.yaml"
+    teachers = attempt(
+        lambda: from_dict(dict[str, TeacherRecipe], read_yaml(teachers_path), str(teachers_path))
+    )
+    published_path = params_dir / "published.yaml"
+    published = attempt(lambda: _load_published(published_path))
+
+    methods: dict[str, MethodParams] = {}
+    method_files = sorted((params_dir / "methods").glob("*.yaml"))
+    for path in method_files:
+        loaded = attempt(lambda path=path: _load_method(path))
+        if loaded is not None:
+            methods[path.stem] = loaded
+
+    if suite_params is not None:
+        problems.extend(
+            _cross_check(
+                suite_params, teachers or {}, methods, {p.stem for p in method_files}, params_dir
+            )
+        )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return Suite(suite_params, teachers, methods, published, params_dir)
+
+
+def load_workflow_params(
+    config: Mapping[str, Any], params_file: Path, params_dir: str | Path = "params"
+) -> Suite:
+    """`load_suite` for Snakemake's `config`: params.yaml plus any --config/--configfile values.
+
+    Values that differ from `params_file` came from the command line. Snakemake hands nested
+    --config values over as strings (`seeds: [0, 1]` arrives as ['0', '1']), so those strings
+    are read again as YAML scalars, as the user typed them; and problems with them name the
+    command line, not params.yaml.
+    """
+    from_file = read_yaml(params_file)
+    overridden: list[str] = []
+    merged = _reparse_overrides(config, from_file, "", overridden)
+    try:
+        return load_suite(merged, params_dir)
+    except ConfigError as error:
+        lines = [_attribute(line, overridden) for line in str(error).splitlines()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def _reparse_overrides(value: Any, from_file: Any, where: str, overridden: list[str]) -> Any:
+    if isinstance(value, Mapping):
+        file_part = from_file if isinstance(from_file, Mapping) else {}
+        reparsed = {}
+        for key, item in value.items():
+            path = f"{where}.{key}" if where else str(key)
+            reparsed[key] = _reparse_overrides(item, file_part.get(key, _ABSENT), path, overridden)
+        return reparsed
+    if value == from_file:
+        return value
+    overridden.append(where)
+    return _as_yaml_scalars(value)
+
+
+_ABSENT = object()
+
+
+def _as_yaml_scalars(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if isinstance(parsed, (int, float, bool)) or parsed is None else value
+    if isinstance(value, list):
+        return [_as_yaml_scalars(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _as_yaml_scalars(item) for key, item in value.items()}
+    return value
+
+
+def _attribute(line: str, overridden: list[str]) -> str:
+    """Names the command line as the source of a problem with a value that came from it."""
+    source, _, rest = line.partition(": ")
+    if source != "params.yaml":
+        return line
+    key = rest.split(": ", 1)[0]
+    if any(key == path or key.startswith((f"{path}.", f"{path}[")) for path in overridden):
+        return f"command line (--config or --configfile): {rest}"
+    return line
+
+
+def _load_method(path: Path) -> MethodParams:
+    method = from_dict(MethodParams, read_yaml(path), str(path))
+    if method.implementation not in METHODS:
+        raise ConfigError(
+            f"{path}: implementation: unknown method implementation '{method.implementation}'; "
+            f"choose one of: {', '.join(METHODS.names())}"
+        )
+    for key, override in method.overrides.items():
+        if not isinstance(override, Mapping) or set(override) - {"schedule", "hyperparameters"}:
+            raise ConfigError(
+                f"{path}: overrides.{key}: expected a mapping with 'schedule' and/or "
+                "'hyperparameters'"
+            )
+        dataset, _, pair = key.partition("/")
+        if dataset not in DATASETS or (pair and not _is_pair(pair)):
+            raise ConfigError(
+                f"{path}: overrides.{key}: expected '<dataset>' or '<dataset>/<teacher>-<student>' "
+                f"with a known dataset ({', '.join(sorted(DATASETS))}) and models"
+            )
+    for key in ["", *method.overrides]:  # every override must yield a valid config on its own
+        dataset, _, pair = key.partition("/")
+        resolve_method_settings(method, path.stem, dataset, pair, path.parent.parent)
+    return method
+
+
+def _is_pair(pair: str) -> bool:
+    teacher, _, student = pair.partition("-")
+    return teacher in MODELS and student in MODELS
+
+
+def _load_published(path: Path) -> dict[str, Any]:
+    data = read_yaml(path)
+    if not isinstance(data, Mapping) or set(data) != {"sources", "teachers", "results"}:
+        raise ConfigError(f"{path}: expected exactly the keys 'sources', 'teachers' and 'results'")
+    sources = from_dict(dict[str, str], data["sources"], str(path), "sources")
+    teachers = from_dict(
+        dict[str, dict[str, PublishedResult]], data["teachers"], str(path), "teachers"
+    )
+    results = from_dict(
+        dict[str, dict[str, dict[str, PublishedResult]]], data["results"], str(path), "results"
+    )
+    cells = [(f"teachers.{d}.{m}", r) for d, models in teachers.items() for m, r in models.items()]
+    cells += [
+        (f"results.{d}.{p}.{m}", r)
+        for d, pairs in results.items()
+        for p, methods in pairs.items()
+        for m, r in methods.items()
+    ]
+    for key, result in cells:
+        if result.source not in sources:
+            raise ConfigError(
+                f"{path}: {key}.source: unknown source '{result.source}'; "
+                f"have: {', '.join(sources)}"
+            )
+    return {"sources": sources, "teachers": teachers, "results": results}
+
+
+def _cross_check(
+    params: SuiteParams,
+    teachers: Mapping[str, TeacherRecipe],
+    methods: Mapping[str, MethodParams],
+    method_files: set[str],
+    params_dir: Path,
+) -> list[str]:
+    problems = []
+    root = Path(params.data.root)
+    if root.exists() and not root.is_dir():
+        problems.append(
+            f"params.yaml: data.root: '{root}' is a file; expected the folder that holds (or "
+            "will hold) the datasets"
+        )
+    for dataset, experiment in params.experiments.items():
+        where = f"params.yaml: experiments.{dataset}"
+        if dataset not in DATASETS:
+            problems.append(
+                f"{where}: unknown dataset; choose one of: {', '.join(sorted(DATASETS))}"
+            )
+        elif dataset not in teachers:
+            problems.append(f"{where}: no teacher recipe for it in {params_dir / 'teachers.yaml'}")
+        if experiment.protocol not in params.protocols:
+            problems.append(
+                f"{where}.protocol: unknown protocol '{experiment.protocol}'; "
+                f"choose one of: {', '.join(params.protocols)}"
+            )
+        for pair in experiment.pairs:
+            teacher, dash, student = pair.partition("-")
+            for role, model in (("teacher", teacher), ("student", student)):
+                if not dash or model not in MODELS:
+                    problems.append(
+                        f"{where}.pairs: '{pair}' has an unknown {role} model '{model}'; expected "
+                        f"'<teacher>-<student>' from: {', '.join(MODELS.names())}"
+                    )
+                    break
+        for method in experiment.methods:
+            if method not in method_files:
+                known = ", ".join(sorted(method_files)) or "none"
+                problems.append(
+                    f"{where}.methods: unknown method '{method}' (no "
+                    f"{params_dir / 'methods' / (method + '.yaml')}); have: {known}"
+                )
+        problems.extend(_check_statistics_window(params, dataset, experiment, methods, params_dir))
+    return problems
+
+
+def _check_statistics_window(
+    params: SuiteParams,
+    dataset: str,
+    experiment: Experiment,
+    methods: Mapping[str, MethodParams],
+    params_dir: Path,
+) -> list[str]:
+    """mu and sigma^2 need at least one epoch at or after the protocol's start epoch."""
+    protocol = params.protocols.get(experiment.protocol)
+    if protocol is None or dataset not in DATASETS:
+        return []
+    problems = []
+    for method in experiment.methods:
+        if method not in methods:
+            continue  # reported on its own
+        for pair in experiment.pairs:
+            if not _is_pair(pair):
+                continue
+            schedule, _ = resolve_method_settings(
+                methods[method], method, dataset, pair, params_dir
+            )
+            epochs = protocol.distill_epochs or schedule.epochs
+            if protocol.stability_start_epoch > epochs:
+                problems.append(
+                    f"params.yaml: protocols.{experiment.protocol}.stability_start_epoch: "
+                    f"{protocol.stability_start_epoch} is after the last epoch ({epochs}) of "
+                    f"{method} {pair} in experiment '{dataset}', so mu and sigma^2 would be "
+                    "empty; choose an epoch <= the run's epochs"
+                )
+    return problems

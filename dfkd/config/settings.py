@@ -1,0 +1,221 @@
+"""The suite's configuration objects: frozen dataclasses from the params files, and the fully
+resolved configs a training command receives (one YAML file per run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from dfkd.atomic import atomic_write_text
+from dfkd.errors import ConfigError
+from dfkd.schema import from_dict, non_negative, positive, to_dict
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+@dataclass(frozen=True)
+class SGDConfig:
+    learning_rate: float = field(metadata=positive)
+    momentum: float = field(metadata=non_negative)
+    weight_decay: float = field(metadata=non_negative)
+    schedule: Literal["cosine", "multistep", "constant"]  # stepped once per epoch
+    milestones: tuple[int, ...]  # epochs after which the lr is multiplied by gamma (multistep)
+    gamma: float = field(metadata=positive)
+
+    def __post_init__(self) -> None:
+        if self.momentum >= 1:
+            raise ValueError(f"momentum: got {self.momentum}; expected a number in [0, 1)")
+        if list(self.milestones) != sorted(set(self.milestones)) or any(
+            m <= 0 for m in self.milestones
+        ):
+            raise ValueError(f"milestones: got {list(self.milestones)}; expected increasing epochs")
+        if self.schedule != "multistep" and self.milestones:
+            raise ValueError(
+                f"milestones are only used by schedule 'multistep', not '{self.schedule}'"
+            )
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The distillation schedule (vocabulary in dfkd/methods/base.py)."""
+
+    epochs: int = field(metadata=positive)
+    rounds_per_epoch: int = field(metadata=positive)
+    generator_steps_per_round: int = field(metadata=positive)
+    student_steps_per_round: int = field(metadata=positive)
+    batch_size: int = field(metadata=positive)
+    student_optimizer: SGDConfig
+
+    def __post_init__(self) -> None:
+        _check_milestones(self.student_optimizer, self.epochs, "student_optimizer.milestones")
+
+
+@dataclass(frozen=True)
+class TeacherRecipe:
+    epochs: int = field(metadata=positive)
+    batch_size: int = field(metadata=positive)
+    optimizer: SGDConfig
+
+    def __post_init__(self) -> None:
+        _check_milestones(self.optimizer, self.epochs, "optimizer.milestones")
+
+
+def _check_milestones(optimizer: SGDConfig, epochs: int, key: str) -> None:
+    if any(m >= epochs for m in optimizer.milestones):
+        raise ValueError(
+            f"{key}: got {list(optimizer.milestones)}; each must be < epochs ({epochs})"
+        )
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    root: str  # relative to the working directory; holds every dataset's folder
+    download: bool  # may torchvision download a missing dataset?
+
+
+@dataclass(frozen=True)
+class Protocol:
+    description: str
+    teacher_epochs: int | None = field(metadata=positive)  # null keeps the published recipe
+    distill_epochs: int | None = field(metadata=positive)
+    student_steps_per_epoch: int | None = field(metadata=positive)  # rounds repeated to about this
+    batch_size: int | None = field(metadata=positive)
+    # How a protocol batch moves the student's learning rate; set exactly when batch_size is.
+    learning_rate_scaling: Literal["linear", "sqrt"] | None
+    stability_start_epoch: int = field(metadata=positive)  # mu/sigma^2 from this epoch on
+    deterministic: bool  # deterministic algorithms, no cuDNN benchmarking
+
+    def __post_init__(self) -> None:
+        if (self.batch_size is None) != (self.learning_rate_scaling is None):
+            raise ValueError(
+                "batch_size and learning_rate_scaling: set both (a protocol batch scales the "
+                "student learning rate) or neither"
+            )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    protocol: str
+    pairs: tuple[str, ...]  # "<teacher>-<student>"
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    teacher_seed: int
+    accuracy_threshold: float = field(metadata=positive)  # percent; t_90 uses 90 on CIFAR-10
+
+    def __post_init__(self) -> None:
+        for name, values in (
+            ("pairs", self.pairs),
+            ("methods", self.methods),
+            ("seeds", self.seeds),
+        ):
+            if not values:
+                raise ValueError(f"{name}: must not be empty")
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name}: got {list(values)}; entries must be unique")
+        if self.accuracy_threshold > 100:
+            raise ValueError(f"accuracy_threshold: got {self.accuracy_threshold}; a percentage")
+
+
+@dataclass(frozen=True)
+class SuiteParams:
+    """params.yaml."""
+
+    data: DataSettings
+    experiments: dict[str, Experiment]
+    protocols: dict[str, Protocol]
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """params/methods/<name>.yaml."""
+
+    implementation: str
+    source: str
+    schedule: LoopConfig
+    hyperparameters: dict[str, Any]
+    overrides: dict[str, Any]  # "<dataset>" or "<dataset>/<teacher>-<student>" -> partial params
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    acc1: float
+    agree1: float | None
+    lp: float | None
+    source: str  # key into the sources table
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolved per-run configs (what a training command receives)
+
+
+@dataclass(frozen=True)
+class StatisticsConfig:
+    start_epoch: int = field(metadata=positive)
+    accuracy_threshold: float = field(metadata=positive)
+
+
+@dataclass(frozen=True)
+class TeacherRunConfig:
+    suite_version: str
+    protocol: str
+    dataset: str
+    architecture: str
+    seed: int
+    data: DataSettings
+    recipe: TeacherRecipe
+    deterministic: bool
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    suite_version: str
+    protocol: str
+    dataset: str
+    teacher: str
+    student: str
+    method: str
+    implementation: str
+    seed: int
+    data: DataSettings
+    teacher_checkpoint: str
+    loop: LoopConfig
+    hyperparameters: dict[str, Any]
+    statistics: StatisticsConfig
+    deterministic: bool
+
+
+def config_hash(config: Any) -> str:
+    """A short content hash of a resolved config; a checkpoint resumes only the same hash."""
+    text = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    return from_dict(RunConfig, read_yaml(Path(path)), str(path))
+
+
+def load_teacher_config(path: str | Path) -> TeacherRunConfig:
+    return from_dict(TeacherRunConfig, read_yaml(Path(path)), str(path))
+
+
+def read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None

@@ -1,0 +1,198 @@
+"""The validated params files as one object that resolves run configs (see dfkd.config)."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import dfkd
+from dfkd.config.settings import (
+    Experiment,
+    LoopConfig,
+    MethodParams,
+    RunConfig,
+    SGDConfig,
+    StatisticsConfig,
+    SuiteParams,
+    TeacherRecipe,
+    TeacherRunConfig,
+)
+from dfkd.errors import ConfigError
+from dfkd.methods import METHODS
+from dfkd.schema import from_dict, to_dict
+
+
+def _merge(base: Any, update: Any) -> Any:
+    """Recursive dict merge; `update` wins. Lists and scalars are replaced, not merged."""
+    if isinstance(base, Mapping) and isinstance(update, Mapping):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(update)
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Everything in the params files, validated."""
+
+    params: SuiteParams
+    teachers: dict[str, TeacherRecipe]
+    methods: dict[str, MethodParams]
+    published: dict[str, Any]
+    params_dir: Path
+
+    # -- the experiment matrix ----------------------------------------------------------------
+
+    def protocol_of(self, dataset: str) -> str:
+        return self.params.experiments[dataset].protocol
+
+    def runs(self, dataset: str) -> list[dict[str, Any]]:
+        """One entry per (pair, method, seed) of the dataset's experiment, in table order."""
+        experiment = self.params.experiments[dataset]
+        return [
+            {
+                "protocol": experiment.protocol,
+                "dataset": dataset,
+                "teacher": pair.split("-")[0],
+                "student": pair.split("-")[1],
+                "method": method,
+                "seed": seed,
+            }
+            for pair in experiment.pairs
+            for method in experiment.methods
+            for seed in experiment.seeds
+        ]
+
+    def teachers_of(self, dataset: str) -> list[str]:
+        pairs = self.params.experiments[dataset].pairs
+        return sorted({pair.split("-")[0] for pair in pairs})
+
+    # -- resolution ---------------------------------------------------------------------------
+
+    def teacher_config(self, protocol: str, dataset: str, architecture: str) -> TeacherRunConfig:
+        experiment = self._experiment(dataset, protocol)
+        chosen = self.params.protocols[protocol]
+        recipe = self.teachers[dataset]
+        if chosen.teacher_epochs is not None:
+            recipe = replace(
+                recipe,
+                epochs=chosen.teacher_epochs,
+                optimizer=_scaled(recipe.optimizer, recipe.epochs, chosen.teacher_epochs),
+            )
+        if architecture not in self.teachers_of(dataset):
+            raise ConfigError(f"no pair of experiment '{dataset}' has teacher '{architecture}'")
+        return TeacherRunConfig(
+            suite_version=dfkd.__version__,
+            protocol=protocol,
+            dataset=dataset,
+            architecture=architecture,
+            seed=experiment.teacher_seed,
+            data=self.params.data,
+            recipe=recipe,
+            deterministic=chosen.deterministic,
+        )
+
+    def run_config(
+        self,
+        protocol: str,
+        dataset: str,
+        teacher: str,
+        student: str,
+        method: str,
+        seed: int,
+        teacher_checkpoint: str,
+    ) -> RunConfig:
+        experiment = self._experiment(dataset, protocol)
+        if f"{teacher}-{student}" not in experiment.pairs:
+            raise ConfigError(f"pair '{teacher}-{student}' is not in experiment '{dataset}'")
+        if method not in experiment.methods or seed not in experiment.seeds:
+            raise ConfigError(f"method '{method}' seed {seed} is not in experiment '{dataset}'")
+        chosen = self.params.protocols[protocol]
+        schedule, hyperparameters = self.method_settings(method, dataset, f"{teacher}-{student}")
+        if chosen.distill_epochs is not None:
+            schedule = replace(
+                schedule,
+                epochs=chosen.distill_epochs,
+                student_optimizer=_scaled(
+                    schedule.student_optimizer, schedule.epochs, chosen.distill_epochs
+                ),
+            )
+        if chosen.student_steps_per_epoch is not None:
+            rounds = chosen.student_steps_per_epoch / schedule.student_steps_per_round
+            schedule = replace(schedule, rounds_per_epoch=max(1, round(rounds)))
+        if chosen.batch_size is not None:
+            ratio = chosen.batch_size / schedule.batch_size
+            factor = ratio if chosen.learning_rate_scaling == "linear" else math.sqrt(ratio)
+            optimizer = schedule.student_optimizer
+            schedule = replace(
+                schedule,
+                batch_size=chosen.batch_size,
+                student_optimizer=replace(
+                    optimizer, learning_rate=optimizer.learning_rate * factor
+                ),
+            )
+        return RunConfig(
+            suite_version=dfkd.__version__,
+            protocol=protocol,
+            dataset=dataset,
+            teacher=teacher,
+            student=student,
+            method=method,
+            implementation=self.methods[method].implementation,
+            seed=seed,
+            data=self.params.data,
+            teacher_checkpoint=teacher_checkpoint,
+            loop=schedule,
+            hyperparameters=hyperparameters,
+            statistics=StatisticsConfig(
+                start_epoch=chosen.stability_start_epoch,
+                accuracy_threshold=experiment.accuracy_threshold,
+            ),
+            deterministic=chosen.deterministic,
+        )
+
+    def _experiment(self, dataset: str, protocol: str) -> Experiment:
+        if dataset not in self.params.experiments:
+            choices = ", ".join(self.params.experiments)
+            raise ConfigError(
+                f"no experiment for dataset '{dataset}' in params.yaml; have: {choices}"
+            )
+        if protocol not in self.params.protocols:
+            raise ConfigError(
+                f"unknown protocol '{protocol}'; have: {', '.join(self.params.protocols)}"
+            )
+        return self.params.experiments[dataset]
+
+    def method_settings(self, method: str, dataset: str, pair: str) -> tuple[LoopConfig, dict]:
+        """A method's published schedule and hyperparameters with its overrides for dataset/pair."""
+        return resolve_method_settings(self.methods[method], method, dataset, pair, self.params_dir)
+
+
+def _scaled(optimizer: SGDConfig, old_epochs: int, new_epochs: int) -> SGDConfig:
+    """Milestones moved to the same fraction of a shortened (or lengthened) schedule."""
+    milestones = sorted({max(1, round(m * new_epochs / old_epochs)) for m in optimizer.milestones})
+    return replace(optimizer, milestones=tuple(m for m in milestones if m < new_epochs))
+
+
+def resolve_method_settings(
+    method: MethodParams, name: str, dataset: str, pair: str, params_dir: Path
+) -> tuple[LoopConfig, dict[str, Any]]:
+    source = str(params_dir / "methods" / f"{name}.yaml")
+    merged: dict[str, Any] = {
+        "schedule": to_dict(method.schedule),
+        "hyperparameters": method.hyperparameters,
+    }
+    for key in (dataset, f"{dataset}/{pair}"):
+        if key in method.overrides:
+            merged = _merge(merged, method.overrides[key])
+    schedule = from_dict(LoopConfig, merged["schedule"], source, "schedule")
+    implementation = METHODS.get(method.implementation)
+    hyperparameters = to_dict(
+        from_dict(implementation.config_class, merged["hyperparameters"], source, "hyperparameters")
+    )
+    return schedule, hyperparameters
