@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from dfkd.config import load_suite, read_yaml
-from dfkd.data import dataset_info, normalize
+from dfkd.data import dataset_info
 from dfkd.methods import METHODS
-from dfkd.methods.base import MethodContext
+from dfkd.methods.base import method_context
 from dfkd.models import build_model
 from dfkd.provenance import device_name
 from dfkd.runtime import choose_device, configure_determinism, memory_format, synchronize
@@ -58,10 +58,7 @@ def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, s
     student = build_model(student_name, info.num_classes).to(device, memory_format=layout)
     implementation = METHODS.get(suite.methods[method_name].implementation)
     config = from_dict(implementation.config_class, hyperparameters, method_name)
-    context = MethodContext(
-        teacher, student, info.num_classes, info.image_size, batch,
-        lambda pixels: normalize(pixels, info), device, layout,
-    )  # fmt: skip
+    context = method_context(info, teacher, student, batch, device, layout)
     method = implementation(config, context)
     optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
 

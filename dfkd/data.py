@@ -229,16 +229,38 @@ def random_crop_flip(images: Tensor, padding: int = 4, flip: bool = True) -> Ten
     return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
 
+def augment(images: Tensor, info: DatasetInfo) -> Tensor:
+    """The dataset's train augmentation on pixels (uint8 or floats in [0, 1]), dtype kept."""
+    return random_crop_flip(images, info.crop_padding, flip=info.train_augmentation == "crop_flip")
+
+
+def denormalize(images: Tensor, info: DatasetInfo) -> Tensor:
+    """Normalised images -> pixels, with the reference's reverse normalisation.
+
+    zju-vipa/CMI datafree/utils/_utils.py normalize(reverse=True): (x - (-m / s)) / (1 / s), in
+    that order, so pixels quantised from it match the reference's to the last bit.
+    """
+    as_tensor = functools.partial(torch.tensor, dtype=images.dtype, device=images.device)
+    shift = as_tensor([-m / s for m, s in zip(info.mean, info.std, strict=True)]).view(3, 1, 1)
+    scale = as_tensor([1 / s for s in info.std]).view(3, 1, 1)
+    return (images - shift) / scale
+
+
+def normalized_bounds(info: DatasetInfo, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(low, high), each (1, 3, 1, 1): where pixels 0 and 1 land after normalisation."""
+    low = [-m / s for m, s in zip(info.mean, info.std, strict=True)]
+    high = [(1 - m) / s for m, s in zip(info.mean, info.std, strict=True)]
+    as_tensor = functools.partial(torch.tensor, dtype=torch.float32, device=device)
+    return as_tensor(low).view(1, 3, 1, 1), as_tensor(high).view(1, 3, 1, 1)
+
+
 def training_batch(data: ImageTensors, indices: Tensor, info: DatasetInfo) -> tuple[Tensor, Tensor]:
     """(normalised float32 images, labels) of `data[indices]` with the dataset's train augmentation.
 
     Callers own the order (a per-epoch torch.randperm, keeping the last partial batch as
     torchvision's DataLoader does), so a checkpoint can store it and resume mid-epoch.
     """
-    images = random_crop_flip(
-        data.images[indices], info.crop_padding, flip=info.train_augmentation == "crop_flip"
-    )
-    return normalize(images, info), data.labels[indices]
+    return normalize(augment(data.images[indices], info), info), data.labels[indices]
 
 
 # Loaders: (info, root, split, download) -> (images (N, 3, H, W) uint8, labels (N,) int64).

@@ -37,7 +37,7 @@ from dfkd.data import dataset_info, load_split, normalize
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, evaluate, predict
 from dfkd.loop import Diverged, LoopState, distill
 from dfkd.methods import METHODS
-from dfkd.methods.base import MethodContext
+from dfkd.methods.base import method_context
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
 from dfkd.outputs import write_run_outputs
@@ -82,16 +82,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
 
     seed_everything(config.seed)
     student = build_model(config.student, info.num_classes).to(device, memory_format=layout)
-    context = MethodContext(
-        teacher=teacher,
-        student=student,
-        num_classes=info.num_classes,
-        image_size=info.image_size,
-        batch_size=config.loop.batch_size,
-        normalize=lambda pixels: normalize(pixels, info),
-        device=device,
-        memory_format=layout,
-    )
+    context = method_context(info, teacher, student, config.loop.batch_size, device, layout)
     method = implementation(method_config, context)
     optimizer, scheduler = build_sgd(
         student.parameters(), config.loop.student_optimizer, config.loop.epochs

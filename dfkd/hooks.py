@@ -58,3 +58,35 @@ class BatchNormInputs:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+class LayerInputMeans:
+    """Records the spatial mean (N, C) of each input of `modules` while recording.
+
+    CMI's contrastive features: the per-sample, per-channel mean of the *inputs* of the hooked
+    layers, concatenated in layer order (InstanceMeanHook in the CMI code). Unlike BN statistics
+    they keep their graph, since the contrastive loss trains the generator through them.
+    """
+
+    def __init__(self, modules: list[nn.Module]) -> None:
+        if not modules:
+            raise ValueError("no layer to take contrastive features from")
+        self._current: list[Tensor] | None = None
+        self._handles = [module.register_forward_pre_hook(self._record) for module in modules]
+
+    def _record(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        if self._current is not None:
+            self._current.append(inputs[0].mean(dim=(2, 3)))  # (N, C_l)
+
+    @contextmanager
+    def recording(self) -> Iterator[list[Tensor]]:
+        """Yields the list the means are appended to; concatenate it along dim 1 afterwards."""
+        self._current = []
+        try:
+            yield self._current
+        finally:
+            self._current = None
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()

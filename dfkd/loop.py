@@ -114,6 +114,10 @@ class LoopState:
 
     epochs_completed: int = 0
     rounds_completed: int = 0  # inside the epoch in progress
+    # Inside the round in progress: steps of each phase done (a student step done means the
+    # round's synthesis, finish_synthesis included, is done).
+    generator_steps_done: int = 0
+    student_steps_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     terms: dict[str, Any] | None = None  # TermAccumulator state of the epoch in progress
 
@@ -149,32 +153,43 @@ def distill(
 ) -> LoopState:
     """Runs the remaining epochs of `state` and returns it; raises Diverged or Interrupted."""
     device = clock.device
+
+    def interrupt(terms: TermAccumulator) -> None:
+        clock.stop()
+        state.terms = terms.state_dict()
+        save(state)
+        raise Interrupted(stop.exit_status)
+
     for epoch in range(state.epochs_completed + 1, loop.epochs + 1):
         terms = TermAccumulator(device)
         if state.terms is not None:
             terms.load_state_dict(state.terms)
-        first_round = state.rounds_completed
         clock.start()
-        for round_index in range(first_round, loop.rounds_per_epoch):
-            _set_trainable(student, False)
-            for step in range(loop.generator_steps_per_round):
-                global_step = round_index * loop.generator_steps_per_round + step + 1
-                terms.add("generator", method.generator_step(), global_step)
+        for round_index in range(state.rounds_completed, loop.rounds_per_epoch):
+            if state.student_steps_done == 0:  # the round's synthesis is not finished
+                _set_trainable(student, False)
+                for step in range(state.generator_steps_done, loop.generator_steps_per_round):
+                    global_step = round_index * loop.generator_steps_per_round + step + 1
+                    terms.add("generator", method.generator_step(), global_step)
+                    state.generator_steps_done = step + 1
+                    if stop:
+                        interrupt(terms)
+                method.finish_synthesis()
             _set_trainable(student, True)
-            for step in range(loop.student_steps_per_round):
+            for step in range(state.student_steps_done, loop.student_steps_per_round):
                 loss_terms = method.student_loss()
                 optimizer.zero_grad(set_to_none=True)
                 torch.stack(list(loss_terms.values())).sum().backward()
                 optimizer.step()
                 global_step = round_index * loop.student_steps_per_round + step + 1
                 terms.add("student", loss_terms, global_step)
+                state.student_steps_done = step + 1
+                if step + 1 == loop.student_steps_per_round:  # the round is complete
+                    state.rounds_completed = round_index + 1
+                    state.generator_steps_done = state.student_steps_done = 0
+                if stop and state.rounds_completed < loop.rounds_per_epoch:
+                    interrupt(terms)  # the last round's stop waits for the epoch's checkpoint
             progress.advance()
-            if stop and round_index + 1 < loop.rounds_per_epoch:
-                clock.stop()
-                state.rounds_completed = round_index + 1
-                state.terms = terms.state_dict()
-                save(state)
-                raise Interrupted(stop.exit_status)
         scheduler.step()
         method.on_epoch_end(epoch)
         clock.stop()

@@ -71,3 +71,73 @@ def batch_norm_statistics_loss(
         )
     ]
     return torch.stack(terms).sum()
+
+
+def masked_kl_divergence(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float
+) -> Tensor:
+    """mean_i m_i KL_i(p_teacher || p_student) x T^2, m_i = 1 where both argmaxes agree.
+
+    CMI's "decision adversarial" term (contrastive.py): negated, it pushes apart only the samples
+    on which student and teacher still agree. The mean runs over the whole batch, masked rows
+    included, as in the reference.
+    """
+    # (N, C), (N, C) -> ()
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
+    per_sample = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)  # (N,)
+    agree = (student_logits.argmax(dim=1) == teacher_logits.argmax(dim=1)).to(per_sample.dtype)
+    return (per_sample * agree).mean() * temperature**2
+
+
+def clamped_js_divergence(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float
+) -> Tensor:
+    """The "JS" of ADI as the CMI and NVlabs code compute it, reproduced as is.
+
+    P = softmax(s / T), Q = softmax(t / T), M = (P + Q) / 2, each clamped to [0.01, 0.99]; the
+    value is KL(M || P) / 2 + KL(M || Q) / 2 (batch mean). The textbook JS divergence is
+    KL(P || M) / 2 + KL(Q || M) / 2; the clamps also make it bounded. No T^2 factor.
+    """
+    # (N, C), (N, C) -> ()
+    p = F.softmax(student_logits / temperature, dim=1)
+    q = F.softmax(teacher_logits / temperature, dim=1)
+    m = (0.5 * (p + q)).clamp(0.01, 0.99)
+    p, q = p.clamp(0.01, 0.99), q.clamp(0.01, 0.99)
+    kl_m_p = (m * (m.log() - p.log())).sum(dim=1).mean()
+    kl_m_q = (m * (m.log() - q.log())).sum(dim=1).mean()
+    return 0.5 * kl_m_p + 0.5 * kl_m_q
+
+
+def total_variation_l1(images: Tensor) -> Tensor:
+    """Sum over four neighbour directions (right, down and both diagonals) of the mean |difference|.
+
+    The CMI code's image prior (criterions.py get_image_prior_losses); NVlabs' DeepInversion uses
+    L2 norms of the same differences, so the weights are not interchangeable.
+    """
+    # (N, C, H, W) -> ()
+    right = images[:, :, :, :-1] - images[:, :, :, 1:]
+    down = images[:, :, :-1, :] - images[:, :, 1:, :]
+    anti_diagonal = images[:, :, 1:, :-1] - images[:, :, :-1, 1:]
+    diagonal = images[:, :, :-1, :-1] - images[:, :, 1:, 1:]
+    return sum(d.abs().mean() for d in (right, down, anti_diagonal, diagonal))
+
+
+def contrastive_loss(
+    local_projections: Tensor, global_projections: Tensor, current: int, temperature: float
+) -> Tensor:
+    """CMI's instance-discrimination loss between the local and global view of each sample.
+
+    Rows 0..current-1 are this batch, the rest cached samples from the memory bank. Row i's
+    logits are its local projection against every global projection (gradients stop at the
+    global side), divided by `temperature`; the positive is the global view of the same sample.
+    With cached rows the loss is mean(CE of the current rows) + mean(CE of the cached rows),
+    so the few current samples are not drowned by thousands of cached ones (contrastive.py).
+    """
+    # (M, D), (M, D) with M = current + cached, both L2-normalised -> ()
+    logits = local_projections @ global_projections.detach().T / temperature  # (M, M)
+    labels = torch.arange(len(logits), device=logits.device)
+    per_row = F.cross_entropy(logits, labels, reduction="none")  # (M,)
+    if len(per_row) == current:
+        return per_row.mean()
+    return per_row[:current].mean() + per_row[current:].mean()

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from dfkd.config import Suite
-from dfkd.data import dataset_info, normalize
+from dfkd.data import dataset_info
 from dfkd.methods import METHODS, DFKDMethod
-from dfkd.methods.base import MethodContext
+from dfkd.methods.base import method_context
 from dfkd.models import build_model
 from dfkd.runtime import memory_format
 from dfkd.schema import from_dict
@@ -35,23 +35,20 @@ def frozen_teacher(seed: int = 0) -> torch.nn.Module:
     return teacher.eval().requires_grad_(False)
 
 
-def build_method(suite: Suite, name: str, batch_size: int = 8, seed: int = 0) -> DFKDMethod:
-    """Method `name` with its digits settings, a frozen cnn_small teacher, a cnn_tiny student."""
+def build_method(
+    suite: Suite, name: str, batch_size: int = 8, seed: int = 0, dataset: str = "digits"
+) -> DFKDMethod:
+    """Method `name` with its digits settings, a frozen cnn_small teacher, a cnn_tiny student,
+    in the geometry and augmentation of `dataset` (10 classes)."""
     _, hyperparameters = suite.method_settings(name, "digits", "cnn_small-cnn_tiny")
     implementation = METHODS.get(suite.methods[name].implementation)
     config = from_dict(implementation.config_class, hyperparameters, name)
-    info = dataset_info("digits")
+    info = dataset_info(dataset)
     teacher = frozen_teacher(seed)
     torch.manual_seed(seed + 1)
-    context = MethodContext(
-        teacher=teacher,
-        student=build_model("cnn_tiny", 10),
-        num_classes=10,
-        image_size=info.image_size,
-        batch_size=batch_size,
-        normalize=lambda pixels: normalize(pixels, info),
-        device=torch.device("cpu"),
-        memory_format=memory_format(torch.device("cpu")),
+    cpu = torch.device("cpu")
+    context = method_context(
+        info, teacher, build_model("cnn_tiny", 10), batch_size, cpu, memory_format(cpu)
     )
     return implementation(config, context)
 

@@ -214,7 +214,9 @@ def test_every_problem_is_reported_not_just_the_first(params):
 def test_check_command(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(REPOSITORY)
     assert main(["check"]) == 0
-    assert "digits: protocol tiny, 4 runs" in capsys.readouterr().out
+    experiment = read_yaml(REPOSITORY / "params.yaml")["experiments"]["digits"]
+    runs = len(experiment["pairs"]) * len(experiment["methods"]) * len(experiment["seeds"])
+    assert f"digits: protocol tiny, {runs} runs" in capsys.readouterr().out
 
     broken = read_yaml(REPOSITORY / "params.yaml")
     broken["experiments"]["digits"]["methods"] = ["dafl", "mad2"]
@@ -223,5 +225,5 @@ def test_check_command(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "error: params.yaml: experiments.digits.methods: unknown method 'mad2' (no "
-        "params/methods/mad2.yaml); have: dafl, dafl_original, dfq"
+        "params/methods/mad2.yaml); have: adi, cmi, dafl, dafl_original, dfq"
     ]

@@ -9,9 +9,10 @@ import torch
 
 from dfkd.checkpoint import save_model
 from dfkd.config import LoopConfig, SGDConfig, save_config
+from dfkd.data import dataset_info
 from dfkd.distill import run_distillation
 from dfkd.loop import Diverged, LoopState, TermAccumulator, distill
-from dfkd.methods.base import DFKDMethod, MethodConfig, MethodContext
+from dfkd.methods.base import DFKDMethod, MethodConfig, MethodContext, method_context
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
 from dfkd.progress import Progress
@@ -69,7 +70,9 @@ def _context():
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     student = build_model("cnn_tiny", 10)
-    return MethodContext(frozen_teacher(), student, 10, 16, 4, lambda x: x, cpu, memory_format(cpu))
+    return method_context(
+        dataset_info("digits"), frozen_teacher(), student, 4, cpu, memory_format(cpu)
+    )
 
 
 def test_loop_freezes_the_student_while_synthesising_and_trains_it_after():

@@ -12,8 +12,9 @@ Sources (all strict: unknown or missing keys are errors, see dfkd.schema):
 A protocol may shrink the published schedules (`quick`, `tiny`) and keep their shape:
 - fewer epochs move any learning-rate milestones to the same fraction of the schedule;
 - `student_steps_per_epoch` repeats each method's own round (its generator and student steps,
-  unchanged) as often as that many student steps need, at least once; the published loops of the
-  CMI code base run 400 student steps per epoch (`--ep_steps 400`);
+  unchanged) as often as that many student steps need, at least once; a method whose one round
+  per epoch has more student steps than that (ADI, CMI) keeps its round with that many. The
+  published loops of the CMI code base run 400 student steps per epoch (`--ep_steps 400`);
 - a smaller batch scales the student's SGD learning rate with the batch, by the protocol's
   `learning_rate_scaling` rule: "linear" (Goyal et al. 2017, arXiv 1706.02677) or "sqrt"
   (Krizhevsky 2014, arXiv 1404.5997; Hoffer et al. 2017, arXiv 1705.08741). Keeping lr 0.1 at a

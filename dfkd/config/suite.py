@@ -123,8 +123,12 @@ class Suite:
                 ),
             )
         if chosen.student_steps_per_epoch is not None:
-            rounds = chosen.student_steps_per_epoch / schedule.student_steps_per_round
-            schedule = replace(schedule, rounds_per_epoch=max(1, round(rounds)))
+            target, per_round = chosen.student_steps_per_epoch, schedule.student_steps_per_round
+            schedule = replace(
+                schedule,
+                rounds_per_epoch=max(1, round(target / per_round)),
+                student_steps_per_round=min(per_round, target),  # one long round is cut short
+            )
         if chosen.batch_size is not None:
             ratio = chosen.batch_size / schedule.batch_size
             factor = ratio if chosen.learning_rate_scaling == "linear" else math.sqrt(ratio)

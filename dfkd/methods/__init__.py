@@ -4,12 +4,16 @@ A params file (params/methods/<name>.yaml) names its implementation; several par
 share one implementation (e.g. `dafl` and `dafl_original`).
 """
 
+from dfkd.methods.adi import ADI
 from dfkd.methods.base import DFKDMethod
+from dfkd.methods.cmi import CMI
 from dfkd.methods.dafl import DAFL
 from dfkd.methods.dfq import DFQ
 from dfkd.registry import Registry
 
 METHODS: Registry[type[DFKDMethod]] = Registry("method implementation")
+METHODS.register("adi")(ADI)
+METHODS.register("cmi")(CMI)
 METHODS.register("dafl")(DAFL)
 METHODS.register("dfq")(DFQ)
 

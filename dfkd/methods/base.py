@@ -19,6 +19,7 @@ its BN statistics); during student steps it is in train mode and trainable.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from dfkd.data import DatasetInfo, augment, denormalize, normalize, normalized_bounds
 from dfkd.generators import Generator, build_generator
 from dfkd.losses import kl_divergence
 from dfkd.models.base import Classifier
@@ -48,6 +50,37 @@ class MethodContext:
     normalize: Callable[[Tensor], Tensor]  # pixels in [0, 1] -> the teacher's input space
     device: torch.device
     memory_format: torch.memory_format  # of the method's own networks (dfkd.runtime)
+    # The dataset's train augmentation on pixels (random crop, and a flip where allowed).
+    augment: Callable[[Tensor], Tensor]
+    denormalize: Callable[[Tensor], Tensor]  # the teacher's input space -> pixels
+    # (low, high) of normalised pixels, each (1, 3, 1, 1): where pixels 0 and 1 land.
+    normalized_bounds: tuple[Tensor, Tensor]
+    mirror_keeps_label: bool  # may a method's own augmentation flip images?
+
+
+def method_context(
+    info: DatasetInfo,
+    teacher: Classifier,
+    student: Classifier,
+    batch_size: int,
+    device: torch.device,
+    memory_format: torch.memory_format,
+) -> MethodContext:
+    """The context of a run on dataset `info`: its geometry, normalisation and augmentation."""
+    return MethodContext(
+        teacher=teacher,
+        student=student,
+        num_classes=info.num_classes,
+        image_size=info.image_size,
+        batch_size=batch_size,
+        normalize=functools.partial(normalize, info=info),
+        device=device,
+        memory_format=memory_format,
+        augment=functools.partial(augment, info=info),
+        denormalize=functools.partial(denormalize, info=info),
+        normalized_bounds=normalized_bounds(info, device),
+        mirror_keeps_label=info.train_augmentation == "crop_flip",
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +127,13 @@ class DFKDMethod(ABC):
         return {
             "kd": kl_divergence(student_logits, teacher_logits, self.config.student_temperature)
         }
+
+    def finish_synthesis(self) -> None:  # noqa: B027 - an optional hook
+        """Called once per round, after its generator steps and before its student steps.
+
+        Where a round's synthesis ends in something the student phase uses: the inversion
+        methods commit the batch they kept to their pool here; an EMA copy would be updated here.
+        """
 
     def on_epoch_end(self, epoch: int) -> None:  # noqa: B027 - an optional hook
         """Called after each epoch's training (1-based epoch), before evaluation."""

@@ -29,7 +29,7 @@ the other pairs from the CMI code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -70,6 +70,15 @@ class DAFL(GenerativeMethod):
                 "activation": self.config.activation_weight * activation_loss(teacher_features),
             }
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        # A run stopped between a generator step and its student step resumes with that batch.
+        return {**super().state_dict(), "generator_batch": self._generator_batch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        batch = state["generator_batch"]
+        self._generator_batch = batch.to(self.context.device) if batch is not None else None
 
     def sample(self, batch_size: int) -> Tensor:
         if self.config.student_batch == "fresh_sample":

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from dfkd.errors import ConfigError
 from dfkd.registry import Registry
 
 
@@ -35,6 +36,11 @@ class Classifier(nn.Module):
         """(logits (N, num_classes), features (N, feature_dim)) from one forward pass."""
         features = self.forward_features(x)
         return self.head(features), features
+
+    def stage_modules(self) -> list[nn.Module]:
+        """The main stages in forward order (a ResNet's layer1..layer4), for methods that read
+        their inputs; families without such stages raise a ConfigError."""
+        raise ConfigError(f"{type(self).__name__} defines no stages; use the BatchNorm layers")
 
 
 # Constructors `(num_classes) -> Classifier`, filled in by the family modules as they are imported.

@@ -71,6 +71,9 @@ class CifarResNet(Classifier):
         x = self.stages(self.stem(x))  # (N, 512, H/8, W/8)
         return self.pool(x).flatten(1)  # (N, 512)
 
+    def stage_modules(self) -> list[nn.Module]:
+        return list(self.stages)  # the reference's layer1..layer4
+
 
 @MODELS.register("resnet18")
 def resnet18(num_classes: int) -> CifarResNet:
