@@ -75,12 +75,17 @@ def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, s
 
     results = {"method": method_name, "dataset": dataset, "pair": pair, "batch_size": batch}
     for name, step in (("generator_step", generator_step), ("student_step", student_step)):
+        if name == "student_step":
+            method.finish_synthesis()  # as the loop does: a pool method commits its batch
         _windows(step, device, steps=2, windows=1)  # warm-up: allocator, cuDNN autotuning
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         per_step = statistics.median(_windows(step, device, steps, windows))
         results[f"{name}_ms"] = 1000 * per_step
-        results[f"{name}_images_per_second"] = batch / per_step
+        images = (
+            getattr(method, "synthesis_batch_size", batch) if name == "generator_step" else batch
+        )
+        results[f"{name}_images_per_second"] = images / per_step
         if device.type == "cuda":
             results[f"{name}_peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     rounds = schedule.generator_steps_per_round, schedule.student_steps_per_round

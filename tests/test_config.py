@@ -91,6 +91,14 @@ def test_protocols_shorten_schedules_and_scale_milestones(suite):
     assert (tiny.loop.rounds_per_epoch, tiny.loop.student_steps_per_round) == (20, 10)
     dafl = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "dafl", 0, "t.pt")
     assert (dafl.loop.rounds_per_epoch, dafl.loop.student_steps_per_round) == (40, 5)
+    # One long round per epoch (ADI: 400 student steps) keeps its one round, cut to 200 steps.
+    adi = suite.run_config("tiny", "digits", "cnn_small", "cnn_tiny", "adi", 0, "t.pt")
+    assert (adi.loop.rounds_per_epoch, adi.loop.student_steps_per_round) == (1, 200)
+    published = suite.run_config("paper", "cifar10", "wrn40_2", "wrn16_1", "adi", 0, "t.pt")
+    assert (published.loop.generator_steps_per_round, published.loop.student_steps_per_round) == (
+        1000,
+        400,
+    )
 
 
 @pytest.mark.parametrize(("rule", "expected"), [("linear", 0.1 / 8), ("sqrt", 0.1 / 8**0.5)])

@@ -113,11 +113,13 @@ class CMI(PooledMethod):
         return normalize(self.context.augment(pixels)), normalize(self.local_view(pixels))
 
     def _start_round(self) -> None:
-        reset_generator(self.generator)
+        # The reference's order of draws: codes, targets, then the generator's new weights.
         z = torch.randn(
             self.synthesis_batch_size, self.config.latent_dim, device=self.context.device
         )
-        self._set_round(z, self.random_targets())
+        targets = self.random_targets()
+        reset_generator(self.generator)
+        self._set_round(z, targets)
 
     def _set_round(self, z: Tensor, targets: Tensor) -> None:
         z = z.detach().clone().requires_grad_(True)
