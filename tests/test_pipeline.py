@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from benchmarks.seed_robustness import recipes
-from dfkd.config import load_run_config, load_teacher_config, save_config
+from dfkd.config import load_run_config, load_suite, load_teacher_config, read_yaml, save_config
 from dfkd.distill import run_distillation
 from dfkd.teacher import run_teacher_training
 from tests.support import (
@@ -72,11 +72,10 @@ def _floors(suite) -> dict[str, float]:
 
 def _assert_every_run_above_its_floor(repository: Path) -> None:
     """Every run, not a mean: one good seed must not carry a bad one."""
-    from dfkd.config import load_suite, read_yaml
-
-    floors = _floors(load_suite(read_yaml(repository / "params.yaml"), repository / "params"))
+    suite = load_suite(read_yaml(repository / "params.yaml"), repository / "params")
+    floors = _floors(suite)
     runs = list(csv.DictReader((repository / "reports/digits_runs.csv").open()))
-    assert len(runs) == 4
+    assert len(runs) == len(suite.runs("digits"))
     for run in runs:
         key = f"{run['pair']}/{run['method']}"
         assert run["status"] == "completed", f"{key} seed {run['seed']} diverged"
@@ -107,7 +106,7 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
     table = (repository / "reports/digits_table.md").read_text()
     latex = (repository / "reports/digits_table.tex").read_text()
     assert "protocol `tiny`" in table and "\\toprule" in latex
-    for method in ("dafl", "dfq"):
+    for method in ("dafl", "adi", "dfq", "cmi"):
         assert f"| {method} |" in table
     assert (repository / "reports/digits_curves.png").stat().st_size > 0
 
@@ -164,7 +163,9 @@ def test_dvc_repro_with_parallel_jobs_equals_serial_runs_of_its_configs(tmp_path
         save_config(teacher_config, teacher / "config.yaml")
         run_teacher_training(teacher / "config.yaml", teacher)
         runs = sorted(results.glob("runs/*/*/*/config.yaml"))
-        assert len(runs) == 4
+        assert len(runs) == len(
+            load_suite(read_yaml(repository / "params.yaml"), repository / "params").runs("digits")
+        )
         for path in runs:
             config = replace(load_run_config(path), teacher_checkpoint=str(teacher / "teacher.pt"))
             run_dir = serial / path.parent.relative_to(results)
@@ -179,3 +180,24 @@ def test_dvc_repro_with_parallel_jobs_equals_serial_runs_of_its_configs(tmp_path
         weights = torch.load(path, weights_only=True)["state_dict"]
         twin_weights = torch.load(twin, weights_only=True)["state_dict"]
         assert all(torch.equal(weights[k], twin_weights[k]) for k in weights), path
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_the_cifar_tables_plan_every_pair_method_and_seed(suite, dataset):
+    plan = run_command(
+        [str(BIN / "snakemake"), "-n", "--cores", "1", f"reports/{dataset}_table.md"], REPOSITORY
+    )
+    jobs = dict(
+        line.split()
+        for line in plan.stdout.splitlines()
+        if line.startswith(("distill ", "train_teacher ", "report ", "prepare_data "))
+    )
+    experiment = suite.params.experiments[dataset]
+    runs = len(experiment.pairs) * len(experiment.methods) * len(experiment.seeds)
+    assert {"adi", "cmi", "dafl", "dfq"} <= set(experiment.methods)
+    assert jobs == {
+        "prepare_data": "1",
+        "train_teacher": str(len(suite.teachers_of(dataset))),
+        "distill": str(runs),
+        "report": "1",
+    }
