@@ -58,7 +58,7 @@ def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, s
     student = build_model(student_name, info.num_classes).to(device, memory_format=layout)
     implementation = METHODS.get(suite.methods[method_name].implementation)
     config = from_dict(implementation.config_class, hyperparameters, method_name)
-    context = method_context(info, teacher, student, batch, device, layout)
+    context = method_context(info, teacher, student, batch, schedule.epochs, device, layout)
     method = implementation(config, context)
     optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
 

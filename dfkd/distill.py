@@ -82,7 +82,9 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
 
     seed_everything(config.seed)
     student = build_model(config.student, info.num_classes).to(device, memory_format=layout)
-    context = method_context(info, teacher, student, config.loop.batch_size, device, layout)
+    context = method_context(
+        info, teacher, student, config.loop.batch_size, config.loop.epochs, device, layout
+    )
     method = implementation(method_config, context)
     optimizer, scheduler = build_sgd(
         student.parameters(), config.loop.student_optimizer, config.loop.epochs

@@ -23,10 +23,24 @@ def kl_divergence(student_logits: Tensor, teacher_logits: Tensor, temperature: f
     The T^2 factor keeps gradient magnitudes comparable across temperatures (Hinton et al.).
     """
     # (N, C), (N, C) -> ()
+    return kl_divergence_per_sample(student_logits, teacher_logits, temperature).mean()
+
+
+def kl_divergence_per_sample(
+    student_logits: Tensor, teacher_logits: Tensor, temperature: float
+) -> Tensor:
+    """KL_i(p_teacher || p_student) x T^2 of each sample; their mean is `kl_divergence`."""
+    # (N, C), (N, C) -> (N,)
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits / temperature, dim=1)
     per_sample = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
-    return per_sample.mean() * temperature**2
+    return per_sample * temperature**2
+
+
+def l1_distance_per_sample(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
+    """mean_c |s_ic - t_ic| of each sample; their mean is torch's L1Loss on the logits."""
+    # (N, C), (N, C) -> (N,)
+    return (student_logits - teacher_logits).abs().mean(dim=1)
 
 
 def one_hot_loss(teacher_logits: Tensor) -> Tensor:

@@ -36,7 +36,12 @@ def frozen_teacher(seed: int = 0) -> torch.nn.Module:
 
 
 def build_method(
-    suite: Suite, name: str, batch_size: int = 8, seed: int = 0, dataset: str = "digits"
+    suite: Suite,
+    name: str,
+    batch_size: int = 8,
+    seed: int = 0,
+    dataset: str = "digits",
+    epochs: int = 10,
 ) -> DFKDMethod:
     """Method `name` with its digits settings, a frozen cnn_small teacher, a cnn_tiny student,
     in the geometry and augmentation of `dataset` (10 classes)."""
@@ -48,7 +53,7 @@ def build_method(
     torch.manual_seed(seed + 1)
     cpu = torch.device("cpu")
     context = method_context(
-        info, teacher, build_model("cnn_tiny", 10), batch_size, cpu, memory_format(cpu)
+        info, teacher, build_model("cnn_tiny", 10), batch_size, epochs, cpu, memory_format(cpu)
     )
     return implementation(config, context)
 

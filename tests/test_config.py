@@ -233,5 +233,6 @@ def test_check_command(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "error: params.yaml: experiments.digits.methods: unknown method 'mad2' (no "
-        "params/methods/mad2.yaml); have: adi, cmi, dafl, dafl_original, dfq"
+        "params/methods/mad2.yaml); have: adi, cmi, cudfkd, cudfkd_reference, dafl, "
+        "dafl_original, dfq"
     ]

@@ -71,7 +71,7 @@ def _context():
     cpu = torch.device("cpu")
     student = build_model("cnn_tiny", 10)
     return method_context(
-        dataset_info("digits"), frozen_teacher(), student, 4, cpu, memory_format(cpu)
+        dataset_info("digits"), frozen_teacher(), student, 4, 3, cpu, memory_format(cpu)
     )
 
 

@@ -177,7 +177,7 @@ def test_distillation_survives_kills(tmp_path, suite, teacher, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["adi", "cmi", "dfq"])
+@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq"])
 def test_sigterm_checkpoints_mid_round_and_the_resumed_run_is_identical(
     tmp_path, suite, teacher, method
 ):

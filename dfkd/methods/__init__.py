@@ -7,6 +7,7 @@ share one implementation (e.g. `dafl` and `dafl_original`).
 from dfkd.methods.adi import ADI
 from dfkd.methods.base import DFKDMethod
 from dfkd.methods.cmi import CMI
+from dfkd.methods.cudfkd import CuDFKD
 from dfkd.methods.dafl import DAFL
 from dfkd.methods.dfq import DFQ
 from dfkd.registry import Registry
@@ -14,6 +15,7 @@ from dfkd.registry import Registry
 METHODS: Registry[type[DFKDMethod]] = Registry("method implementation")
 METHODS.register("adi")(ADI)
 METHODS.register("cmi")(CMI)
+METHODS.register("cudfkd")(CuDFKD)
 METHODS.register("dafl")(DAFL)
 METHODS.register("dfq")(DFQ)
 

@@ -47,6 +47,7 @@ class MethodContext:
     num_classes: int
     image_size: int
     batch_size: int  # student batch; also the synthesis batch unless a method says otherwise
+    epochs: int  # of the run: a curriculum over the run's course (CuDFKD) needs its length
     normalize: Callable[[Tensor], Tensor]  # pixels in [0, 1] -> the teacher's input space
     device: torch.device
     memory_format: torch.memory_format  # of the method's own networks (dfkd.runtime)
@@ -63,6 +64,7 @@ def method_context(
     teacher: Classifier,
     student: Classifier,
     batch_size: int,
+    epochs: int,
     device: torch.device,
     memory_format: torch.memory_format,
 ) -> MethodContext:
@@ -73,6 +75,7 @@ def method_context(
         num_classes=info.num_classes,
         image_size=info.image_size,
         batch_size=batch_size,
+        epochs=epochs,
         normalize=functools.partial(normalize, info=info),
         device=device,
         memory_format=memory_format,
