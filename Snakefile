@@ -1,6 +1,7 @@
 # The suite's run graph: teachers -> distillation runs -> reports.
 #   snakemake --cores all reports/digits_table.md     (the embedded default; also `rule all`)
 #   snakemake --cores all reports/cifar10_table.md    (the paper protocol on a GPU box)
+#   snakemake --cores all reports/studies/table5.md   (a declared study, params/studies.yaml)
 # The experiment matrix and the protocols are in params.yaml; values per method and dataset
 # under params/. See README.md.
 from snakemake.utils import min_version
@@ -21,6 +22,7 @@ include: "pipelines/data.smk"
 include: "pipelines/teachers.smk"
 include: "pipelines/distill.smk"
 include: "pipelines/reports.smk"
+include: "pipelines/studies.smk"
 
 
 rule all:

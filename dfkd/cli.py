@@ -5,6 +5,7 @@
     dfkd train-teacher --config C --out-dir D   train (or resume) one teacher
     dfkd distill --config C --out-dir D         run (or resume) one distillation
     dfkd report ...                             render a dataset's comparison tables
+    dfkd study-report --study NAME ...          render a declared study's table
 
 Bad input ends with one line per problem on stderr and exit status 2, before any work starts.
 """
@@ -25,6 +26,27 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
+
+
+def _add_study_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", required=True, help="a study of params/studies.yaml")
+    parser.add_argument(
+        "--studies", default="params/studies.yaml", metavar="PATH", help="(default: %(default)s)"
+    )
+    parser.add_argument(
+        "--runs", nargs="+", required=True, metavar="PATH",
+        help="the study's metrics.json files, .../studies/<study>/<cell>/seed<k>/metrics.json",
+    )  # fmt: skip
+    parser.add_argument(
+        "--teachers", nargs="*", default=[], metavar="PATH", help="teacher metrics.json files"
+    )
+    parser.add_argument(
+        "--templates", default="reports/templates", metavar="DIR",
+        help="folder holding study.md.j2 and study.tex.j2 (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown table here")
+    parser.add_argument("--latex", metavar="OUT", help="write the LaTeX (booktabs) table here")
+    parser.add_argument("--runs-csv", metavar="OUT", help="write the tidy per-run table here")
 
 
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_run_arguments(commands.add_parser("distill", help="run one distillation"))
 
     _add_report_arguments(commands.add_parser("report", help="render a dataset's tables"))
+    _add_study_report_arguments(
+        commands.add_parser("study-report", help="render a declared study's table")
+    )
     return parser
 
 
@@ -88,6 +113,9 @@ def _check(params_path: str, params_dir: str) -> int:
     suite = load_suite(read_yaml(Path(params_path)), params_dir)
     for dataset in suite.params.experiments:
         print(f"{dataset}: protocol {suite.protocol_of(dataset)}, {len(suite.runs(dataset))} runs")
+    for name, study in suite.studies.studies.items():
+        runs = len(suite.study_runs(name))
+        print(f"study {name} ({study.experiment}, not run by default): {runs} runs")
     return 0
 
 
@@ -101,9 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "check":
             return _check(arguments.params, arguments.params_dir)
         if arguments.command == "report":
-            from dfkd.report import run_report
+            from dfkd.reporting.tables import run_report
 
             return run_report(arguments)
+        if arguments.command == "study-report":
+            from dfkd.reporting.studies import run_study_report
+
+            return run_study_report(arguments)
         if arguments.command == "prepare-data":
             from dfkd.data import prepare
 

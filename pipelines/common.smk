@@ -4,6 +4,7 @@
 # README), so jobs need no per-rule software environment.
 from pathlib import Path
 
+from dfkd.config.studies import TRAINED
 from dfkd.schema import to_dict
 from dfkd.workflow import check_finished_results_or_exit, load_suite_or_exit
 
@@ -13,6 +14,9 @@ SUITE = load_suite_or_exit(config, "params.yaml", "params")
 TEACHER_DIR = "results/{protocol}/{dataset}/teachers/{architecture}"
 RUN_DIR = "results/{protocol}/{dataset}/runs/{teacher}-{student}/{method}/seed{seed}"
 DATASET_RECORD = "results/{protocol}/{dataset}/dataset.json"
+# Declared studies (params/studies.yaml) and the teachers of their teacher variants.
+STUDY_RUN_DIR = "results/{protocol}/{dataset}/studies/{study}/{cell}/seed{seed}"
+VARIANT_TEACHER_DIR = "results/{protocol}/{dataset}/teacher_variants/{variant}/{architecture}"
 
 
 wildcard_constraints:
@@ -24,6 +28,9 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     seed="[0-9]+",
     experiment="|".join(SUITE.params.experiments),
+    study="[a-z0-9_]+",
+    cell="[a-z0-9_]+",
+    variant="[a-z0-9_]+",
 
 
 def teacher_checkpoint(protocol, dataset, architecture):
@@ -44,6 +51,32 @@ def report_inputs(w):
     return {"runs": runs, "teachers": teachers}
 
 
+def study_teacher_dir(protocol, dataset, study, cell):
+    """The folder of the teacher a study's cell distils from: trained, or a teacher variant."""
+    spec = SUITE.study(study).cells[cell]
+    architecture = SUITE.study(study).pair.split("-")[0]
+    if spec.teacher == TRAINED:
+        return TEACHER_DIR.format(protocol=protocol, dataset=dataset, architecture=architecture)
+    return VARIANT_TEACHER_DIR.format(
+        protocol=protocol, dataset=dataset, variant=spec.teacher, architecture=architecture
+    )
+
+
+def study_teacher_checkpoint(protocol, dataset, study, cell):
+    return str(Path(study_teacher_dir(protocol, dataset, study, cell), "teacher.pt"))
+
+
+def study_report_inputs(w):
+    runs = SUITE.study_runs(w.study)
+    teachers = dict.fromkeys(
+        study_teacher_dir(run["protocol"], run["dataset"], w.study, run["cell"]) for run in runs
+    )
+    return {
+        "runs": [f"{STUDY_RUN_DIR}/metrics.json".format(**run) for run in runs],
+        "teachers": [str(Path(directory, "metrics.json")) for directory in teachers],
+    }
+
+
 # Finished results that jobs read are checked before any job runs (dfkd/workflow.py).
 check_finished_results_or_exit(
     dataset_records=[
@@ -54,6 +87,20 @@ check_finished_results_or_exit(
         TEACHER_DIR.format(protocol=SUITE.protocol_of(d), dataset=d, architecture=a)
         for d in SUITE.params.experiments
         for a in SUITE.teachers_of(d)
+    ]
+    + [
+        VARIANT_TEACHER_DIR.format(
+            protocol=SUITE.protocol_of(study.experiment), dataset=study.experiment,
+            variant=cell.teacher, architecture=study.pair.split("-")[0],
+        )
+        for study in SUITE.studies.studies.values()
+        for cell in study.cells.values()
+        if cell.teacher != TRAINED
     ],
-    run_dirs=[RUN_DIR.format(**run) for d in SUITE.params.experiments for run in SUITE.runs(d)],
+    run_dirs=[RUN_DIR.format(**run) for d in SUITE.params.experiments for run in SUITE.runs(d)]
+    + [
+        STUDY_RUN_DIR.format(**run)
+        for study in SUITE.studies.studies
+        for run in SUITE.study_runs(study)
+    ],
 )

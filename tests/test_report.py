@@ -21,7 +21,7 @@ import yaml
 from scipy import stats as scipy_stats
 
 from dfkd.cli import main
-from dfkd.report_format import Latex, significant_decimals
+from dfkd.reporting.format import Latex, significant_decimals
 from dfkd.stats import summarize_history
 
 PAIRS = ("cnn_small-cnn_tiny", "wrn40_2-wrn16_2")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from dfkd.config.settings import (
     TeacherRecipe,
     read_yaml,
 )
+from dfkd.config.studies import TRAINED, StudiesFile, read_studies
 from dfkd.config.suite import Suite, resolve_method_settings
 from dfkd.data import DATASETS
 from dfkd.errors import ConfigError
@@ -48,6 +50,8 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
     )
     published_path = params_dir / "published.yaml"
     published = attempt(lambda: _load_published(published_path))
+    studies_path = params_dir / "studies.yaml"
+    studies = attempt(lambda: read_studies(read_yaml(studies_path), str(studies_path)))
 
     methods: dict[str, MethodParams] = {}
     method_files = sorted((params_dir / "methods").glob("*.yaml"))
@@ -62,9 +66,15 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
                 suite_params, teachers or {}, methods, {p.stem for p in method_files}, params_dir
             )
         )
+        if studies is not None:
+            problems.extend(
+                _check_studies(
+                    studies, suite_params, methods, {p.stem for p in method_files}, studies_path
+                )
+            )
     if problems:
         raise ConfigError("\n".join(problems))
-    return Suite(suite_params, teachers, methods, published, params_dir)
+    return Suite(suite_params, teachers, methods, published, studies, params_dir)
 
 
 def load_workflow_params(
@@ -262,4 +272,58 @@ def _check_statistics_window(
                     f"{method} {pair} in experiment '{dataset}', so mu and sigma^2 would be "
                     "empty; choose an epoch <= the run's epochs"
                 )
+    return problems
+
+
+def _check_studies(
+    studies: StudiesFile,
+    params: SuiteParams,
+    methods: Mapping[str, MethodParams],
+    method_files: set[str],
+    path: Path,
+) -> list[str]:
+    """Every study's experiment, pair, methods and teachers exist, and every cell resolves."""
+    problems = []
+    for name, variant in studies.teacher_variants.items():
+        if variant.dataset not in DATASETS:
+            problems.append(
+                f"{path}: teacher_variants.{name}.dataset: unknown dataset '{variant.dataset}'"
+            )
+    for name, study in studies.studies.items():
+        where = f"{path}: studies.{name}"
+        if not re.fullmatch("[a-z0-9_]+", name):
+            problems.append(f"{where}: a study name is a path level: use a-z, 0-9 and _")
+        if study.experiment not in params.experiments:
+            problems.append(
+                f"{where}.experiment: no experiment '{study.experiment}' in params.yaml; "
+                f"have: {', '.join(params.experiments)}"
+            )
+            continue
+        if not _is_pair(study.pair):
+            problems.append(f"{where}.pair: '{study.pair}' is not '<teacher>-<student>' of models")
+            continue
+        if len(set(study.seeds)) != len(study.seeds):
+            problems.append(f"{where}.seeds: got {list(study.seeds)}; entries must be unique")
+        for cell_name, cell in study.cells.items():
+            at = f"{where}.cells.{cell_name}"
+            if not re.fullmatch("[a-z0-9_]+", cell_name):
+                problems.append(f"{at}: a cell name is a path level: use a-z, 0-9 and _")
+            variant = studies.teacher_variants.get(cell.teacher)
+            if cell.teacher != TRAINED and (variant is None or variant.dataset != study.experiment):
+                problems.append(
+                    f"{at}.teacher: '{cell.teacher}' is neither '{TRAINED}' nor a teacher variant "
+                    f"for dataset '{study.experiment}'"
+                )
+            if cell.method not in methods:
+                if cell.method not in method_files:  # else its own problem is reported
+                    problems.append(f"{at}.method: unknown method '{cell.method}'")
+                continue
+            changes = {"schedule": cell.schedule, "hyperparameters": cell.hyperparameters}
+            try:
+                resolve_method_settings(
+                    methods[cell.method], cell.method, study.experiment, study.pair,
+                    path.parent, changes,
+                )  # fmt: skip
+            except ConfigError as error:
+                problems.extend(f"{at}: {line}" for line in str(error).splitlines())
     return problems

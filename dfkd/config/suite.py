@@ -21,6 +21,7 @@ from dfkd.config.settings import (
     TeacherRecipe,
     TeacherRunConfig,
 )
+from dfkd.config.studies import StudiesFile, Study
 from dfkd.errors import ConfigError
 from dfkd.methods import METHODS
 from dfkd.schema import from_dict, to_dict
@@ -44,6 +45,7 @@ class Suite:
     teachers: dict[str, TeacherRecipe]
     methods: dict[str, MethodParams]
     published: dict[str, Any]
+    studies: StudiesFile
     params_dir: Path
 
     # -- the experiment matrix ----------------------------------------------------------------
@@ -75,17 +77,30 @@ class Suite:
     # -- resolution ---------------------------------------------------------------------------
 
     def teacher_config(self, protocol: str, dataset: str, architecture: str) -> TeacherRunConfig:
+        if architecture not in self.teachers_of(dataset):
+            raise ConfigError(f"no pair of experiment '{dataset}' has teacher '{architecture}'")
+        return self._teacher_run(protocol, dataset, architecture, self.teachers[dataset])
+
+    def teacher_variant_config(
+        self, protocol: str, dataset: str, variant: str, architecture: str
+    ) -> TeacherRunConfig:
+        """A teacher from a study's teacher variant (params/studies.yaml)."""
+        chosen = self.studies.teacher_variants.get(variant)
+        if chosen is None or chosen.dataset != dataset:
+            raise ConfigError(f"no teacher variant '{variant}' for dataset '{dataset}'")
+        return self._teacher_run(protocol, dataset, architecture, chosen.recipe)
+
+    def _teacher_run(
+        self, protocol: str, dataset: str, architecture: str, recipe: TeacherRecipe
+    ) -> TeacherRunConfig:
         experiment = self._experiment(dataset, protocol)
         chosen = self.params.protocols[protocol]
-        recipe = self.teachers[dataset]
         if chosen.teacher_epochs is not None:
             recipe = replace(
                 recipe,
                 epochs=chosen.teacher_epochs,
                 optimizer=_scaled(recipe.optimizer, recipe.epochs, chosen.teacher_epochs),
             )
-        if architecture not in self.teachers_of(dataset):
-            raise ConfigError(f"no pair of experiment '{dataset}' has teacher '{architecture}'")
         return TeacherRunConfig(
             suite_version=dfkd.__version__,
             protocol=protocol,
@@ -112,8 +127,63 @@ class Suite:
             raise ConfigError(f"pair '{teacher}-{student}' is not in experiment '{dataset}'")
         if method not in experiment.methods or seed not in experiment.seeds:
             raise ConfigError(f"method '{method}' seed {seed} is not in experiment '{dataset}'")
+        return self._resolve_run(
+            protocol, dataset, teacher, student, method, seed, teacher_checkpoint, None
+        )
+
+    def study_run_config(
+        self, study: str, cell: str, seed: int, teacher_checkpoint: str
+    ) -> RunConfig:
+        """A run of a study's cell: its method's settings with the cell's changes merged in."""
+        chosen = self.study(study)
+        if cell not in chosen.cells or seed not in chosen.seeds:
+            raise ConfigError(f"study '{study}' has no cell '{cell}' with seed {seed}")
+        spec = chosen.cells[cell]
+        teacher, student = chosen.pair.split("-")
+        changes = {"schedule": spec.schedule, "hyperparameters": spec.hyperparameters}
+        return self._resolve_run(
+            self.protocol_of(chosen.experiment), chosen.experiment, teacher, student, spec.method,
+            seed, teacher_checkpoint, changes,
+        )  # fmt: skip
+
+    def study(self, name: str) -> Study:
+        if name not in self.studies.studies:
+            have = ", ".join(self.studies.studies) or "none"
+            where = self.params_dir / "studies.yaml"
+            raise ConfigError(f"no study '{name}' in {where}; have: {have}")
+        return self.studies.studies[name]
+
+    def study_runs(self, name: str) -> list[dict[str, Any]]:
+        """One entry per (cell, seed) of a study, in table order."""
+        study = self.study(name)
+        protocol = self.protocol_of(study.experiment)
+        teacher, student = study.pair.split("-")
+        return [
+            {
+                "protocol": protocol, "dataset": study.experiment, "study": name, "cell": cell,
+                "seed": seed, "teacher": teacher, "student": student, "method": spec.method,
+                "teacher_variant": spec.teacher,
+            }
+            for cell, spec in study.cells.items()
+            for seed in study.seeds
+        ]  # fmt: skip
+
+    def _resolve_run(
+        self,
+        protocol: str,
+        dataset: str,
+        teacher: str,
+        student: str,
+        method: str,
+        seed: int,
+        teacher_checkpoint: str,
+        changes: Mapping[str, Any] | None,
+    ) -> RunConfig:
+        experiment = self._experiment(dataset, protocol)
         chosen = self.params.protocols[protocol]
-        schedule, hyperparameters = self.method_settings(method, dataset, f"{teacher}-{student}")
+        schedule, hyperparameters = resolve_method_settings(
+            self.methods[method], method, dataset, f"{teacher}-{student}", self.params_dir, changes
+        )
         if chosen.distill_epochs is not None:
             schedule = replace(
                 schedule,
@@ -184,8 +254,14 @@ def _scaled(optimizer: SGDConfig, old_epochs: int, new_epochs: int) -> SGDConfig
 
 
 def resolve_method_settings(
-    method: MethodParams, name: str, dataset: str, pair: str, params_dir: Path
+    method: MethodParams,
+    name: str,
+    dataset: str,
+    pair: str,
+    params_dir: Path,
+    changes: Mapping[str, Any] | None = None,
 ) -> tuple[LoopConfig, dict[str, Any]]:
+    """A method's settings for dataset/pair: its own, its overrides, then `changes` (a study's)."""
     source = str(params_dir / "methods" / f"{name}.yaml")
     merged: dict[str, Any] = {
         "schedule": to_dict(method.schedule),
@@ -194,6 +270,8 @@ def resolve_method_settings(
     for key in (dataset, f"{dataset}/{pair}"):
         if key in method.overrides:
             merged = _merge(merged, method.overrides[key])
+    if changes:
+        merged = _merge(merged, changes)
     schedule = from_dict(LoopConfig, merged["schedule"], source, "schedule")
     implementation = METHODS.get(method.implementation)
     hyperparameters = to_dict(

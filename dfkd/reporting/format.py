@@ -135,17 +135,17 @@ class Latex(Dialect):
 # Cells
 
 
-def _measurement(dialect: Dialect, mean: Any, std: Any, decimals: int) -> str | None:
+def measurement(dialect: Dialect, mean: Any, std: Any, decimals: int) -> str | None:
     mean_text = _fixed(mean, decimals)
     return None if mean_text is None else dialect.measurement(mean_text, _fixed(std, decimals))
 
 
-def _published(value: Any, decimals: int) -> str:
+def published_suffix(value: Any, decimals: int) -> str:
     text = _fixed(value, decimals)
     return "" if text is None else f" [{text}]"
 
 
-def _seed_count(completed: int, diverged: int) -> str:
+def seed_count(completed: int, diverged: int) -> str:
     return f"{completed} + {diverged} diverged" if diverged else str(completed)
 
 
@@ -162,10 +162,10 @@ def _teacher_cells(
     dialect: Dialect,
 ) -> list[str]:
     mean, std, n = teacher_acc1.get(teacher, (math.nan, math.nan, 0))
-    ours = _measurement(dialect, mean, std, 2) or dialect.missing
+    ours = measurement(dialect, mean, std, 2) or dialect.missing
     if n > 1:  # several teacher seeds: say how many, as for the students
         ours += f" ({n})"
-    ours += _published(published["teachers"].get(teacher, {}).get("acc1"), 2)
+    ours += published_suffix(published["teachers"].get(teacher, {}).get("acc1"), 2)
     return [ours] + [dialect.missing] * (len(COMPARISON_COLUMNS) - 1)
 
 
@@ -174,14 +174,14 @@ def _method_cells(
 ) -> list[str]:
     cells = []
     for column, decimals, published_key in COMPARISON_COLUMNS:
-        text = _measurement(dialect, row[f"{column}_mean"], row[f"{column}_std"], decimals)
+        text = measurement(dialect, row[f"{column}_mean"], row[f"{column}_std"], decimals)
         if column == "final_acc1":
             if text is not None and round(row["final_acc1_mean"], 2) == best:
                 text = dialect.bold(text)
-            text = f"{text or dialect.missing} ({_seed_count(row['completed'], row['diverged'])})"
+            text = f"{text or dialect.missing} ({seed_count(row['completed'], row['diverged'])})"
         text = text or dialect.missing
         if published_key:
-            text += _published(paper.get(published_key), decimals)
+            text += published_suffix(paper.get(published_key), decimals)
         cells.append(text)
     return cells
 
@@ -215,7 +215,7 @@ def _comparison_rows(
     return rows
 
 
-def _time_units(groups: pd.DataFrame) -> dict[str, tuple[str, float]]:
+def time_units(groups: pd.DataFrame) -> dict[str, tuple[str, float]]:
     """Per time column: minutes when every mean is under an hour, else hours."""
     units = {}
     for column in TIME_COLUMNS:
@@ -225,7 +225,7 @@ def _time_units(groups: pd.DataFrame) -> dict[str, tuple[str, float]]:
     return units
 
 
-def _cell(
+def mean_std_cell(
     values: Mapping[str, Any],
     column: str,
     dialect: Dialect,
@@ -235,7 +235,7 @@ def _cell(
     """mean ± std of a group-table column; ``decimals=None`` keeps 3 significant digits."""
     mean, std = values[f"{column}_mean"] * scale, values[f"{column}_std"] * scale
     places = significant_decimals(mean) if decimals is None else decimals
-    return _measurement(dialect, mean, std, places) or dialect.missing
+    return measurement(dialect, mean, std, places) or dialect.missing
 
 
 def _interval(values: Mapping[str, Any], column: str, dialect: Dialect) -> str:
@@ -246,14 +246,14 @@ def _interval(values: Mapping[str, Any], column: str, dialect: Dialect) -> str:
     return f"[{low:.2f}, {high:.2f}]"
 
 
-def _threshold_cells(row: Mapping[str, Any], scale: float, dialect: Dialect) -> tuple[str, str]:
+def threshold_cells(row: Mapping[str, Any], scale: float, dialect: Dialect) -> tuple[str, str]:
     """Time and epochs to the accuracy threshold, over the completed seeds that reached it."""
     if row["completed"] == 0:
         return dialect.missing, dialect.missing
     if row["reached"] == 0:
         return "not reached", "not reached"
-    hours = _cell(row, "t_threshold_hours", dialect, scale=scale)
-    epochs = _cell(row, "epochs_to_threshold", dialect, 1)
+    hours = mean_std_cell(row, "t_threshold_hours", dialect, scale=scale)
+    epochs = mean_std_cell(row, "epochs_to_threshold", dialect, 1)
     if row["reached"] < row["completed"]:  # a mean over the fast seeds alone would flatter
         share = f" ({row['reached']}/{row['completed']})"
         hours, epochs = hours + share, epochs + share
@@ -278,18 +278,18 @@ def _stability_rows(
     for row in groups.to_dict("records"):
         first_of_pair = row["pair"] != previous_pair
         previous_pair = row["pair"]
-        hours, epochs = _threshold_cells(row, units["t_threshold_hours"][1], dialect)
+        hours, epochs = threshold_cells(row, units["t_threshold_hours"][1], dialect)
         cells = [
-            _seed_count(row["completed"], row["diverged"]),
+            seed_count(row["completed"], row["diverged"]),
             _interval(row, "final_acc1", dialect),
-            _cell(row, "mu", dialect, 2),
-            _cell(row, "sigma2", dialect, 2),
-            _cell(row, "best_acc1", dialect, 2),
+            mean_std_cell(row, "mu", dialect, 2),
+            mean_std_cell(row, "sigma2", dialect, 2),
+            mean_std_cell(row, "best_acc1", dialect, 2),
             hours,
             epochs,
             _memory_cell(row, dialect),
-            _cell(row, "train_hours", dialect, scale=units["train_hours"][1]),
-            _cell(row, "total_hours", dialect, scale=units["total_hours"][1]),
+            mean_std_cell(row, "train_hours", dialect, scale=units["train_hours"][1]),
+            mean_std_cell(row, "total_hours", dialect, scale=units["total_hours"][1]),
         ]
         rows.append(
             {
@@ -310,7 +310,7 @@ def build_view(
     dialect: Dialect,
 ) -> dict[str, Any]:
     """Everything a template needs: pre-formatted cells, header facts and units."""
-    units = _time_units(groups)
+    units = time_units(groups)
     pairs = groups.drop_duplicates("pair")
     return {
         "facts": facts,

@@ -37,7 +37,7 @@ from dfkd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from dfkd.config import read_yaml
 from dfkd.data import dataset_info
 from dfkd.errors import UserError
-from dfkd.report_format import Latex, Markdown, ReportFacts, build_view, curves_png, render
+from dfkd.reporting.format import Latex, Markdown, ReportFacts, build_view, curves_png, render
 from dfkd.stats import aggregate
 
 # Columns of the tidy per-run table, in CSV order.
@@ -72,7 +72,7 @@ def run_report(arguments: argparse.Namespace) -> int:
     protocol = runs["protocol"].iloc[0]
     teacher_acc1 = load_teachers(arguments.teachers, arguments.dataset, protocol)
     groups = group_table(runs)
-    facts = _facts(runs, published, arguments.dataset, title)
+    facts = report_facts(runs, published, arguments.dataset, title)
 
     outputs: dict[str, str | bytes] = {}
     templates = Path(arguments.templates)
@@ -102,7 +102,7 @@ def run_report(arguments: argparse.Namespace) -> int:
 # Reading and checking the inputs
 
 
-def _read_metrics(path: str, kind: str) -> dict[str, Any]:
+def read_metrics(path: str, kind: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{path}: metrics file not found; run the job that writes it first")
@@ -134,7 +134,7 @@ def _check_same(path: str, what: str, value: Any, expected: Any, expected_from: 
         )
 
 
-def _run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
+def run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
     run = {
         key: _require(record, path, "run", key)
         for key in ("protocol", "dataset", "teacher", "student", "method", "seed")
@@ -184,8 +184,8 @@ def load_runs(
     """The tidy per-run table (in argument order) and each row's per-epoch history."""
     rows, histories, seen = [], {}, {}
     for index, path in enumerate(paths):
-        record = _read_metrics(path, "distillation")
-        row = _run_row(path, record)
+        record = read_metrics(path, "distillation")
+        row = run_row(path, record)
         _check_same(path, "the dataset", row["dataset"], dataset, "--dataset")
         if rows:
             first = rows[0]
@@ -209,7 +209,7 @@ def load_teachers(
     """Final test Acc@1 per teacher architecture: (mean, std, n) over its metrics files."""
     acc1: dict[str, list[float | None]] = {}
     for path in paths:
-        record = _read_metrics(path, "teacher")
+        record = read_metrics(path, "teacher")
         _check_same(
             path, "the dataset", _require(record, path, "run", "dataset"), dataset, "--dataset"
         )
@@ -242,23 +242,27 @@ def _published_for(published: Any, dataset: str) -> dict[str, Any]:
 # Aggregation
 
 
-def group_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (pair, method) in experiment order: seed counts and aggregates."""
-    pair_order = {pair: i for i, pair in enumerate(dict.fromkeys(runs["pair"]))}
-    method_order = {method: i for i, method in enumerate(dict.fromkeys(runs["method"]))}
+def group_table(runs: pd.DataFrame, by: Sequence[str] = ("pair", "method")) -> pd.DataFrame:
+    """One row per distinct value of the `by` columns, in experiment order (first column first,
+    each in order of appearance): seed counts and aggregates."""
+    orders = [{value: i for i, value in enumerate(dict.fromkeys(runs[c]))} for c in by]
     keys = sorted(
-        dict.fromkeys(zip(runs["pair"], runs["method"], strict=True)),
-        key=lambda key: (pair_order[key[0]], method_order[key[1]]),
+        dict.fromkeys(zip(*(runs[c] for c in by), strict=True)),
+        key=lambda key: tuple(order[value] for order, value in zip(orders, key, strict=True)),
     )
     rows = []
-    for pair, method in keys:
-        group = runs[(runs["pair"] == pair) & (runs["method"] == method)]
+    for key in keys:
+        selected = pd.Series(True, index=runs.index)
+        for column, value in zip(by, key, strict=True):
+            selected &= runs[column] == value
+        group = runs[selected]
         completed = group[group["status"] == "completed"]
         row: dict[str, Any] = {
-            "pair": pair,
+            **dict(zip(by, key, strict=True)),
+            "pair": group["pair"].iloc[0],
             "teacher": group["teacher"].iloc[0],
             "student": group["student"].iloc[0],
-            "method": method,
+            "method": group["method"].iloc[0],
             "completed": len(completed),
             "diverged": int((group["status"] == "diverged").sum()),
             "reached": int(completed["t_threshold_hours"].notna().sum()),
@@ -303,7 +307,7 @@ def headline_metrics(
     return metrics
 
 
-def _facts(
+def report_facts(
     runs: pd.DataFrame, published: Mapping[str, Any], dataset: str, title: str
 ) -> ReportFacts:
     hardware = [

@@ -1,0 +1,165 @@
+"""Declared studies: their grids are the paper's, their cells reach the runs, and a study renders
+end to end on the embedded data with the published values beside ours."""
+
+import itertools
+import json
+import shutil
+
+import pytest
+import yaml
+
+from dfkd.config import load_suite, read_yaml
+from dfkd.curriculum import adversarial_weight
+from dfkd.errors import ConfigError, UserError
+from dfkd.reporting.studies import load_study_runs
+from tests.support import BIN, REPOSITORY, copy_repository, run_command, shrink_tiny_protocol
+
+
+def _grid(suite, name: str) -> set[tuple[str, ...]]:
+    return {cell.labels for cell in suite.study(name).cells.values()}
+
+
+def test_each_study_has_the_papers_grid(suite):
+    assert _grid(suite, "table5") == set(itertools.product(["no", "yes"], ["1.0", "Eq. 15"]))
+    assert _grid(suite, "table6") == {("0",), ("infinity",), ("Eq. 15",)}
+    assert _grid(suite, "figure7") == {("hard",), ("soft",), ("logarithm",)}
+    assert _grid(suite, "figure9") == {("2.0",), ("2.2",), ("2.5",), ("2.8",)}
+    assert _grid(suite, "figure10") == set(
+        itertools.product(["1/5", "1/4", "1/3"], ["2/3", "3/4", "4/5"])
+    )
+    methods = ["dafl", "adi", "cmi", "cudfkd"]
+    assert _grid(suite, "noisy_teacher") == set(itertools.product(methods, ["trained", "noisy"]))
+    assert suite.study("noisy_teacher").seeds == (0, 10, 20)  # §5.4
+
+
+def test_table5_and_table6_carry_the_published_values(suite):
+    table5 = {c.labels: c.published for c in suite.study("table5").cells.values()}
+    assert (table5[("no", "1.0")].acc1, table5[("no", "1.0")].t90_hours) == (94.61, 3.98)
+    assert (table5[("yes", "1.0")].agree1, table5[("yes", "1.0")].t90_hours) == (97.59, 1.21)
+    assert (table5[("no", "Eq. 15")].lp, table5[("no", "Eq. 15")].t90_hours) == (0.8806, 3.28)
+    assert (table5[("yes", "Eq. 15")].acc1, table5[("yes", "Eq. 15")].t90_hours) == (95.28, 0.71)
+    table6 = {c.labels: c.published.acc1 for c in suite.study("table6").cells.values()}
+    assert table6 == {("0",): 93.63, ("infinity",): 94.92, ("Eq. 15",): 95.28}
+
+
+def _hyperparameters(suite, study: str, labels: tuple[str, ...]) -> dict:
+    (cell,) = [k for k, c in suite.study(study).cells.items() if c.labels == labels]
+    return suite.study_run_config(study, cell, suite.study(study).seeds[0], "t.pt").hyperparameters
+
+
+def _alpha_over_the_run(h: dict, epochs: int) -> list[float]:
+    return [
+        adversarial_weight(
+            h["adversarial_schedule"], e, epochs, h["adversarial_start"], h["adversarial_slope"],
+            h["ramp_begin_fraction"], h["ramp_end_fraction"],
+        )
+        for e in range(1, epochs + 1)
+    ]  # fmt: skip
+
+
+def test_the_cells_change_what_their_labels_say(suite):
+    constant = _hyperparameters(suite, "table5", ("no", "1.0"))
+    assert constant["self_paced"] == "none"
+    assert set(_alpha_over_the_run(constant, 250)) == {1.0}
+    full = _hyperparameters(suite, "table5", ("yes", "Eq. 15"))
+    assert full["self_paced"] == "log" and full["adversarial_schedule"] == "eq15"
+    assert _alpha_over_the_run(full, 250)[0] == 0 < _alpha_over_the_run(full, 250)[-1]
+    zero = _hyperparameters(suite, "table6", ("0",))
+    assert set(_alpha_over_the_run(zero, 250)) == {0.0}
+    infinity = _hyperparameters(suite, "table6", ("infinity",))
+    weights = ("bn_statistics_weight", "one_hot_weight", "class_entropy_weight")
+    assert [infinity[w] for w in weights] == [0, 0, 0]
+    assert set(_alpha_over_the_run(infinity, 250)) == {1.0}
+    for begin, end in itertools.product(["1/5", "1/4", "1/3"], ["2/3", "3/4", "4/5"]):
+        cell = _hyperparameters(suite, "figure10", (begin, end))
+        assert cell["ramp_begin_fraction"] == pytest.approx(eval(begin), abs=1e-4)
+        assert cell["ramp_end_fraction"] == pytest.approx(eval(end), abs=1e-4)
+        assert cell["student_loss_type"] == "l1"  # CIFAR-100's Table 7 column
+    for t in ("4", "10", "20", "40"):
+        cell = _hyperparameters(suite, "figure11", (t,))
+        assert cell["student_temperature"] == cell["class_entropy_temperature"] == float(t)
+
+
+def test_a_noisy_teacher_cell_is_distilled_from_the_noisy_teacher(suite):
+    plan = run_command(
+        [str(BIN / "snakemake"), "-n", "--cores", "1", "reports/studies/noisy_teacher.md"],
+        REPOSITORY,
+    ).stdout
+    assert "train_teacher_variant        1" in plan
+    variant = suite.teacher_variant_config("paper", "cifar10", "noisy", "resnet34").recipe
+    assert (variant.epochs, variant.optimizer.learning_rate) == (200, 1.0)  # §5.4
+    assert variant.optimizer.schedule == "cosine"
+    for line in plan.splitlines():
+        if "studies/noisy_teacher/adi_noisy/seed10/config.yaml" in line:
+            break
+    else:
+        pytest.fail("no job for the noisy ADI cell")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["table5"]["cells"]["eq15"].update(labels=["no"]), "1 labels for 2 columns"),
+        (lambda s: s["table5"]["cells"]["eq15"].update(method="mad9"), "unknown method 'mad9'"),
+        (lambda s: s["table6"]["cells"]["zero"].update(teacher="loud"), "'loud' is neither"),
+        (lambda s: s["table6"].update(experiment="mnist"), "no experiment 'mnist'"),
+        (
+            lambda s: s["figure7"]["cells"]["hard"]["hyperparameters"].update(self_paced="hardest"),
+            "studies.figure7.cells.hard",
+        ),
+    ],
+)
+def test_a_bad_study_is_one_line_naming_it(tmp_path, edit, message):
+    params_dir = tmp_path / "params"
+    shutil.copytree(REPOSITORY / "params", params_dir)
+    studies = yaml.safe_load((params_dir / "studies.yaml").read_text())
+    edit(studies["studies"])
+    (params_dir / "studies.yaml").write_text(yaml.safe_dump(studies))
+    with pytest.raises(ConfigError) as error:
+        load_suite(read_yaml(REPOSITORY / "params.yaml"), params_dir)
+    lines = str(error.value).splitlines()
+    assert len(lines) == 1 and message in lines[0] and "studies.yaml" in lines[0]
+
+
+def test_a_study_report_refuses_a_grid_that_lost_a_cell(suite, tmp_path):
+    study = suite.study("table6")
+    with pytest.raises(UserError, match="lack zero seed 0"):
+        load_study_runs([], study)
+
+
+@pytest.mark.slow
+def test_a_study_renders_on_the_embedded_data_with_the_published_values(tmp_path):
+    repository = copy_repository(tmp_path)
+    shrink_tiny_protocol(repository)
+    path = repository / "params/studies.yaml"
+    studies = yaml.safe_load(path.read_text())
+    studies["studies"]["table5"].update(experiment="digits", pair="cnn_small-cnn_tiny", seeds=[0])
+    path.write_text(yaml.safe_dump(studies, sort_keys=False))
+    run_command(["git", "commit", "-qam", "table5 on digits"], repository)
+
+    target = "reports/studies/table5.md"
+    run_command([str(BIN / "snakemake"), "--cores", "all", target], repository)
+
+    table = (repository / target).read_text()
+    rows = [
+        line
+        for line in table.splitlines()
+        if line.startswith("| no |") or line.startswith("| yes |")
+    ]
+    assert len(rows) == 4
+    for published in ("[94.61]", "[97.07]", "[0.8492]", "[3.98 h]", "[95.28]", "[0.71 h]"):
+        assert published in table
+    assert "protocol `tiny`" in table and "cnn_small (trained)" in table
+    latex = (repository / "reports/studies/table5.tex").read_text()
+    assert "\\toprule" in latex and "Eq. 15" in latex
+    # Each cell ran with its own settings.
+    runs = repository / "results/tiny/digits/studies/table5"
+    constant = yaml.safe_load((runs / "constant/seed0/config.yaml").read_text())
+    assert constant["hyperparameters"]["self_paced"] == "none"
+    finals = {
+        cell.name: json.loads((cell / "seed0/metrics.json").read_text())["summary"]["final_acc1"]
+        for cell in runs.iterdir()
+    }
+    assert len(finals) == 4 and len(set(finals.values())) > 1
+    again = run_command([str(BIN / "snakemake"), "--cores", "all", target], repository)
+    assert "Nothing to be done" in again.stdout + again.stderr
