@@ -1,0 +1,230 @@
+"""`dfkd report`: captions, LaTeX, the runs CSV, headline metrics, curves and bad input
+(fixture: tests/report_fixture.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dfkd.cli import main
+from dfkd.reporting.format import Latex, significant_decimals
+from tests.report_fixture import (
+    METHODS,
+    PAIRS,
+    SEEDS,
+    _output_arguments,
+    _run_metrics,
+    _teacher_metrics,
+    _write_inputs,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Caption and LaTeX
+
+
+@pytest.mark.parametrize("output", ["markdown", "latex"])
+def test_caption_states_protocol_provenance_seeds_and_the_final_epoch_rule(
+    report: dict[str, Any], output: str
+) -> None:
+    text = report[output]
+    for fact in (
+        "tiny",
+        "0123456+dirty",
+        "unknown",
+        "0.1.0",
+        "3 (0, 1, 2)",
+        "final-epoch",
+        "2024-01-02",
+        "x86_64 (CPU)",
+        "NVIDIA H200",
+        "CuDFKD Table 1",
+        "uv.lock abababababab, as locked",
+        "uv.lock abababababab, except torch 2.15.0 (locked 2.14.1)",
+    ):
+        escaped = fact.replace("_", r"\_") if output == "latex" else fact
+        assert escaped in text, escaped
+
+
+def test_latex_is_a_balanced_booktabs_fragment_with_escaped_names(report: dict[str, Any]) -> None:
+    latex = report["latex"]
+    unescaped = latex.replace(r"\{", "").replace(r"\}", "")
+    depth = 0
+    for character in unescaped:
+        depth += {"{": 1, "}": -1}.get(character, 0)
+        assert depth >= 0
+    assert depth == 0
+    assert latex.count(r"\begin{table*}") == latex.count(r"\end{table*}") == 2
+    assert r"\documentclass" not in latex
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+        assert rule in latex
+    assert r"\hline" not in latex
+    assert all("|" not in spec for spec in re.findall(r"\\begin\{tabular\}\{([^}]*)\}", latex))
+    assert r"\label{tab:digits-dfkd}" in latex
+    assert latex.count(r"\caption{") == 2
+    assert r"wrn40\_2 $\to$ wrn16\_2" in latex
+    assert r"dafl\_bn & " in latex
+    assert re.search(r"(?<!\\)(wrn40|dafl)_", latex) is None
+    assert r"CMI Table\_1 \& 5\% more" in latex
+    assert r"\textbf{\boldmath $" in latex
+    assert latex.count(r"\textbf{") == 2
+    assert r"\pm" in latex and "±" not in latex
+
+
+def test_latex_rows_have_as_many_cells_as_columns(report: dict[str, Any]) -> None:
+    rows = [line for line in report["latex"].splitlines() if line.rstrip().endswith(r"\\")]
+    widths = set()
+    for row in rows:
+        cells = re.split(r"(?<!\\)&", row)
+        spans = [re.match(r"\s*\\multicolumn\{(\d+)\}", cell) for cell in cells]
+        widths.add(sum(int(span.group(1)) if span else 1 for span in spans))
+    assert widths == {1 + 4 * len(PAIRS), 12}
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV, headline metrics, curves
+
+
+def test_runs_csv_has_one_row_per_run(report: dict[str, Any]) -> None:
+    rows = list(csv.DictReader(io.StringIO((report["out"] / "digits_runs.csv").read_text())))
+    assert len(rows) == len(PAIRS) * len(METHODS) * len(SEEDS)
+    required = """protocol dataset teacher student pair method seed status final_acc1 final_agree1
+        final_lp final_lp_reference_code best_acc1 best_acc1_epoch mu sigma2 t_threshold_hours
+        epochs_to_threshold train_hours total_hours peak_device_memory_bytes
+        peak_host_memory_bytes teacher_acc1 device_name git_commit suite_version lock_sha256
+        lock_mismatches config_hash"""
+    assert set(required.split()) <= set(rows[0])
+    diverged = [row for row in rows if row["status"] == "diverged"]
+    assert len(diverged) == 1
+    assert diverged[0]["final_acc1"] == "" and diverged[0]["divergence_epoch"] == "3"
+    first = rows[0]
+    assert (first["pair"], first["method"], first["seed"]) == (PAIRS[0], "dfq", "0")
+    assert float(first["final_acc1"]) == pytest.approx(91.2)
+    assert first["best_acc1_epoch"] == "6"
+
+
+def _strict_json(path: Path) -> Any:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_headline_metrics_are_nested_and_count_divergence(report: dict[str, Any]) -> None:
+    metrics = _strict_json(report["out"] / "digits_metrics.json")
+    assert list(metrics) == [*PAIRS, "teacher"]
+    cell = metrics[PAIRS[1]]["dafl_bn"]
+    assert (cell["n"], cell["diverged"]) == (2, 1)
+    assert cell["final_acc1_mean"] == pytest.approx(93.75)
+    assert cell["final_acc1_std"] == pytest.approx(np.std([93.0, 94.5], ddof=1))
+    assert metrics["teacher"] == {"cnn_small": 90.79, "wrn40_2": 94.1}
+
+
+def test_curves_are_a_png(report: dict[str, Any]) -> None:
+    assert (report["out"] / "digits_curves.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_single_seed_gives_null_std_and_missing_teacher(tmp_path: Path) -> None:
+    arguments = _write_inputs(tmp_path)
+    runs = arguments[arguments.index("--runs") + 1 : arguments.index("--teachers")]
+    out = tmp_path / "reports"
+    keep = [runs[0]]
+    assert (
+        main(
+            [
+                "report",
+                "--dataset",
+                "digits",
+                "--runs",
+                *keep,
+                "--published",
+                arguments[arguments.index("--published") + 1],
+                "--metrics",
+                str(out / "m.json"),
+            ]
+        )
+        == 0
+    )
+    metrics = _strict_json(out / "m.json")
+    assert metrics[PAIRS[0]]["dfq"]["final_acc1_std"] is None
+    assert metrics["teacher"] == {"cnn_small": None}
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+
+
+def _corrupt(kind: str, runs: list[str]) -> str:
+    victim = Path(runs[4])
+    if kind == "missing":
+        victim.unlink()
+    elif kind == "not json":
+        victim.write_text('{"kind": "distillation", ')
+    elif kind == "other dataset":
+        record = json.loads(victim.read_text())
+        record["run"]["dataset"] = "cifar10"
+        victim.write_text(json.dumps(record))
+    elif kind == "other protocol":
+        victim.write_text(json.dumps(_run_metrics(PAIRS[0], "dafl_bn", 1, protocol="quick")))
+    elif kind == "teacher as run":
+        victim.write_text(json.dumps(_teacher_metrics("cnn_small", 90.0)))
+    elif kind == "text for a number":
+        record = json.loads(victim.read_text())
+        record["summary"]["final_acc1"] = "85.0"
+        victim.write_text(json.dumps(record))
+    return str(victim)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "not json",
+        "other dataset",
+        "other protocol",
+        "teacher as run",
+        "text for a number",
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    arguments = _write_inputs(tmp_path)
+    runs = arguments[arguments.index("--runs") + 1 : arguments.index("--teachers")]
+    victim = _corrupt(kind, runs)
+    out = tmp_path / "reports"
+    assert main(arguments + _output_arguments(out)) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: ")
+    assert victim in error
+    assert not out.exists()
+
+
+def test_a_duplicated_run_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arguments = _write_inputs(tmp_path)
+    first_run = arguments[arguments.index("--runs") + 1]
+    runs_end = arguments.index("--teachers")
+    arguments[runs_end:runs_end] = [first_run]
+    assert main(arguments + _output_arguments(tmp_path / "reports")) == 2
+    assert "the same run as" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting helpers
+
+
+def test_latex_escape_covers_every_special_character() -> None:
+    assert Latex().escape("a_b%c&d#e$f{g}h") == r"a\_b\%c\&d\#e\$f\{g\}h"
+
+
+@pytest.mark.parametrize(
+    ("value", "decimals"), [(0.942, 3), (3.2, 2), (12.3, 1), (123.0, 0), (1234.0, 0)]
+)
+def test_times_keep_three_significant_digits(value: float, decimals: int) -> None:
+    assert significant_decimals(value) == decimals
