@@ -95,9 +95,10 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def shrink_tiny_protocol(repository: Path) -> None:
-    """Fewer epochs, for tests that compare runs or files rather than judge how well students
-    learn; committed, so the copy stays clean."""
+def shrink_tiny_protocol(repository: Path, methods: list[str] | None = None) -> None:
+    """Fewer epochs (and, given `methods`, only those methods in the embedded default), for
+    tests that compare runs or files rather than judge how well students learn; committed, so
+    the copy stays clean."""
     import yaml
 
     path = repository / "params.yaml"
@@ -105,5 +106,7 @@ def shrink_tiny_protocol(repository: Path) -> None:
     params["protocols"]["tiny"].update(
         teacher_epochs=3, distill_epochs=2, student_steps_per_epoch=30, stability_start_epoch=1
     )
+    if methods is not None:
+        params["experiments"]["digits"]["methods"] = methods
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
