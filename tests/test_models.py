@@ -39,6 +39,8 @@ GENERATOR_PARAMETER_COUNTS = {
     "cmi": (256, 2_328_899),
     "large": (512, 8_776_259),
     "dafl": (1000, 8_423_939),
+    # ljrprocc/DataFree DCGAN_Generator_CIFAR10(nz=1024, ngf=64, img_size=32, d=3)
+    "large_depth3": (1024, 9_948_739),
 }
 
 NUM_CLASSES = 7  # not 10, so a hard-coded head size shows up

@@ -32,7 +32,10 @@ cudfkd_reference.yaml the scripts):
   batch 768 (scripts 512-1024), and its loss type and T per dataset (the CIFAR-10 ResNet-34
   script runs l1, the WRN scripts kl at T 20 or 2).
 - The appendix describes a Tanh output and no BatchNorm after the projection; the code's
-  generator (the one implemented) has both a BatchNorm there and a Sigmoid output.
+  generator (the one implemented: `large`, `large_depth3` for 64x64) has both a BatchNorm
+  there and a Sigmoid output. Table 7 gives z 512 for Tiny-ImageNet, the code 1024.
+- §5.1 runs 250 epochs on CIFAR-10 and 300 on CIFAR-100 and Tiny-ImageNet; the scripts 250,
+  400-500 and 400.
 - The reference draws unused class targets in each `sample()` call; the suite does not, so its
   random stream differs from the reference's after the first student step.
 The published cells (Tables 1-2) are the best epoch of the best of "nearby hyperparameters"
