@@ -228,3 +228,30 @@ def test_latex_escape_covers_every_special_character() -> None:
 )
 def test_times_keep_three_significant_digits(value: float, decimals: int) -> None:
     assert significant_decimals(value) == decimals
+
+
+def test_the_named_options_of_a_method_are_stated_beside_it(tmp_path: Path) -> None:
+    arguments = _write_inputs(tmp_path)
+    runs = arguments[arguments.index("--runs") + 1 : arguments.index("--teachers")]
+    for path in runs:  # the fixture's dfq runs become CuDFKD runs with the reference options
+        record = json.loads(Path(path).read_text())
+        if record["run"]["method"] == "dfq":
+            record["config"]["implementation"] = "cudfkd"
+            record["config"]["hyperparameters"] = {
+                "adversarial_schedule": "reference_increment", "self_paced": "log",
+                "self_paced_weighting": "per_batch", "student_loss_type": "l1",
+            }  # fmt: skip
+            Path(path).write_text(json.dumps(record))
+    out = tmp_path / "reports"
+    assert main(arguments + _output_arguments(out)) == 0
+    expected = (
+        "adversarial_schedule reference_increment; self_paced log; self_paced_weighting "
+        "per_batch; student_loss_type l1"
+    )
+    assert f"- **Settings of `dfq`:** {expected}" in (out / "digits_table.md").read_text()
+    latex = (out / "digits_table.tex").read_text()
+    escaped = expected.replace("_", "\\_")
+    assert "Settings of \\texttt{dfq}: " + escaped + "." in latex
+    assert "Settings of \\texttt{dafl\\_bn}" not in latex  # no named options: no line
+    rows = list(csv.DictReader(io.StringIO((out / "digits_runs.csv").read_text())))
+    assert {row["settings"] for row in rows if row["method"] == "dfq"} == {expected}

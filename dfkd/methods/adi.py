@@ -44,6 +44,8 @@ from dfkd.synthesis.views import jitter
 
 @dataclass(frozen=True)
 class ADIConfig(PooledMethodConfig):
+    reported_settings = ("kept_batch",)
+
     adversarial_temperature: float = field(metadata=positive)  # of JS*
     total_variation_weight: float = field(metadata=non_negative)
     l2_weight: float = field(metadata=non_negative)

@@ -90,6 +90,10 @@ def method_context(
 class MethodConfig:
     """Hyperparameters every method has."""
 
+    # Named options that choose between the paper's and the reference code's behaviour; every
+    # report states their values beside the method's name.
+    reported_settings: ClassVar[tuple[str, ...]] = ()
+
     student_temperature: float = field(metadata=positive)  # KD temperature of the student loss
 
 

@@ -72,6 +72,10 @@ from dfkd.schema import non_negative, positive
 
 @dataclass(frozen=True)
 class CuDFKDConfig(GenerativeMethodConfig):
+    reported_settings = (
+        "adversarial_schedule", "self_paced", "self_paced_weighting", "student_loss_type"
+    )  # fmt: skip
+
     bn_statistics_weight: float = field(metadata=non_negative)  # alpha_bn
     one_hot_weight: float = field(metadata=non_negative)  # alpha_oh
     class_entropy_weight: float = field(metadata=non_negative)  # -lmda_ent: maximises H

@@ -50,6 +50,7 @@ class ReportFacts:
     accuracy_threshold: float
     stability_start_epoch: int
     sources: Sequence[tuple[str, str]]  # (key, text) of every published source quoted
+    settings: Sequence[tuple[str, str]]  # (method, its reported named options)
     date: str
 
 

@@ -42,7 +42,7 @@ from dfkd.stats import aggregate
 
 # Columns of the tidy per-run table, in CSV order.
 RUN_COLUMNS = (
-    "protocol", "dataset", "teacher", "student", "pair", "method", "seed", "status",
+    "protocol", "dataset", "teacher", "student", "pair", "method", "settings", "seed", "status",
     "epochs_planned", "epochs_completed", "divergence_epoch", "divergence_term",
     "final_acc1", "final_agree1", "final_lp", "final_lp_reference_code",
     "best_acc1", "best_acc1_epoch", "mu", "sigma2", "stability_start_epoch",
@@ -148,6 +148,7 @@ def run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
     row = {
         **run,
         "pair": f"{run['teacher']}-{run['student']}",
+        "settings": _reported_settings(record.get("config") or {}),
         "status": status,
         "epochs_planned": record.get("epochs_planned"),
         "epochs_completed": record.get("epochs_completed"),
@@ -176,6 +177,18 @@ def run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise UserError(f"{path}: {column} is {value!r}; expected a number or null")
     return row
+
+
+def _reported_settings(config: Mapping[str, Any]) -> str:
+    """ "name value; ..." of the named options its method reports (MethodConfig)."""
+    from dfkd.methods import METHODS
+
+    implementation = config.get("implementation")
+    if implementation not in METHODS:
+        return ""
+    hyperparameters = config.get("hyperparameters") or {}
+    names = METHODS.get(implementation).config_class.reported_settings
+    return "; ".join(f"{name} {hyperparameters.get(name)}" for name in names)
 
 
 def load_runs(
@@ -332,6 +345,11 @@ def report_facts(
         for pair, method in zip(runs["pair"], runs["method"], strict=True)
     ]
     sources = [(key, str(published["sources"].get(key, key))) for key in dict.fromkeys(used) if key]
+    settings = [
+        (str(method), str(text))
+        for method, text in dict.fromkeys(zip(runs["method"], runs["settings"], strict=True))
+        if text
+    ]
     # SOURCE_DATE_EPOCH (reproducible-builds.org) pins the date, so a re-render can be byte-equal.
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch and not epoch.isdigit():
@@ -350,5 +368,6 @@ def report_facts(
         accuracy_threshold=float(runs["accuracy_threshold"].iloc[0]),
         stability_start_epoch=int(runs["stability_start_epoch"].iloc[0]),
         sources=sources,
+        settings=settings,
         date=now.date().isoformat(),
     )
