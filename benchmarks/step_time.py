@@ -46,7 +46,7 @@ def _windows(step, device: torch.device, steps: int, windows: int) -> list[float
 
 
 def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, steps: int,
-            windows: int, device: torch.device) -> dict:  # fmt: skip
+            windows: int, device: torch.device, after_epochs: int = 0) -> dict:  # fmt: skip
     suite = load_suite(read_yaml(REPOSITORY / "params.yaml"), REPOSITORY / "params")
     schedule, hyperparameters = suite.method_settings(method_name, dataset, pair)
     batch = batch_size or schedule.batch_size
@@ -60,6 +60,8 @@ def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, s
     config = from_dict(implementation.config_class, hyperparameters, method_name)
     context = method_context(info, teacher, student, batch, schedule.epochs, device, layout)
     method = implementation(config, context)
+    for epoch in range(1, after_epochs + 1):  # a curriculum's position (CuDFKD's alpha_adv)
+        method.on_epoch_end(epoch)
     optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
 
     def generator_step() -> None:
@@ -73,7 +75,8 @@ def measure(method_name: str, dataset: str, pair: str, batch_size: int | None, s
         loss.backward()
         optimizer.step()
 
-    results = {"method": method_name, "dataset": dataset, "pair": pair, "batch_size": batch}
+    results = {"method": method_name, "dataset": dataset, "pair": pair, "batch_size": batch,
+               "after_epochs": after_epochs}  # fmt: skip
     for name, step in (("generator_step", generator_step), ("student_step", student_step)):
         if name == "student_step":
             method.finish_synthesis()  # as the loop does: a pool method commits its batch
@@ -108,6 +111,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--after-epochs", type=int, default=0,
+        help="time the steps of a method whose run has finished this many epochs (default: 0)",
+    )  # fmt: skip
     parser.add_argument("--output", help="also write the results as JSON here")
     arguments = parser.parse_args()
     if arguments.threads:
@@ -121,8 +128,10 @@ def main() -> None:
           f"threads {torch.get_num_threads()}")  # fmt: skip
     rows = []
     for name in names:
-        row = measure(name, arguments.dataset, arguments.pair, arguments.batch_size,
-                      arguments.steps, arguments.windows, device)  # fmt: skip
+        row = measure(
+            name, arguments.dataset, arguments.pair, arguments.batch_size, arguments.steps,
+            arguments.windows, device, arguments.after_epochs,
+        )  # fmt: skip
         rows.append(row)
         print(
             f"{name:>14}  batch {row['batch_size']:>4}  "
