@@ -49,6 +49,12 @@ def test_eq15_is_zero_then_alpha_tau_then_constant(epoch, expected):
     assert adversarial_weight("eq15", epoch, 250, 0.0, 0.5, 0.25, 0.75) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(("epoch", "expected"), [(50, 0.0), (51, 25.5), (150, 75.0), (151, 75.0)])
+def test_eq15_bounds_are_inclusive_where_they_fall_on_an_epoch(epoch, expected):
+    # N = 200: k_begin N = 50 is still 0 (tau <= k_begin N); k_end N = 150 is still alpha tau.
+    assert adversarial_weight("eq15", epoch, 200, 0.0, 0.5, 0.25, 0.75) == pytest.approx(expected)
+
+
 def test_the_pace_grows_linearly_with_the_student_steps():
     assert pace(0, 2.0, 1e-4) == 2.0
     assert pace(100_000, 2.0, 1e-4) == pytest.approx(12.0)  # 250 epochs x 400 steps, CIFAR-10
