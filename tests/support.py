@@ -42,12 +42,13 @@ def build_method(
     seed: int = 0,
     dataset: str = "digits",
     epochs: int = 10,
+    overrides: dict | None = None,
 ) -> DFKDMethod:
     """Method `name` with its digits settings, a frozen cnn_small teacher, a cnn_tiny student,
     in the geometry and augmentation of `dataset` (10 classes)."""
     _, hyperparameters = suite.method_settings(name, "digits", "cnn_small-cnn_tiny")
     implementation = METHODS.get(suite.methods[name].implementation)
-    config = from_dict(implementation.config_class, hyperparameters, name)
+    config = from_dict(implementation.config_class, {**hyperparameters, **(overrides or {})}, name)
     info = dataset_info(dataset)
     teacher = frozen_teacher(seed)
     torch.manual_seed(seed + 1)

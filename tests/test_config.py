@@ -234,5 +234,5 @@ def test_check_command(tmp_path, capsys, monkeypatch):
     assert lines == [
         "error: params.yaml: experiments.digits.methods: unknown method 'mad2' (no "
         "params/methods/mad2.yaml); have: adi, cmi, cudfkd, cudfkd_reference, dafl, "
-        "dafl_original, dfq"
+        "dafl_original, dfq, mad"
     ]

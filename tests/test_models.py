@@ -120,7 +120,9 @@ def test_generator_output(name: str, image_size: int) -> None:
     generator = build_generator(name, latent_dim=16, base_channels=8, image_size=image_size)
     assert isinstance(generator, Generator)
     assert generator.latent_dim == 16
-    images = generator(torch.randn(8, 16))  # train mode, as during generator steps
+    conditional = getattr(generator, "conditioning", "uncond") != "uncond"  # MAD's cat and sum
+    embedding = (torch.randn(8, 16),) if conditional else ()
+    images = generator(torch.randn(8, 16), *embedding)  # train mode, as during generator steps
     assert images.shape == (8, 3, image_size, image_size)
     if generator.outputs_normalized:
         per_channel = images.transpose(0, 1).reshape(3, -1)

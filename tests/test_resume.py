@@ -24,7 +24,7 @@ from dfkd.config import save_config
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["dfkd.cli", "dfkd.distill", "dfkd.teacher", "torch._dynamo"])
-METHODS = ["adi", "cmi", "dafl", "dafl_original", "dfq"]
+METHODS = ["adi", "cmi", "dafl", "dafl_original", "dfq", "mad"]
 
 
 def _command(arguments: list[str]) -> None:
@@ -177,7 +177,7 @@ def test_distillation_survives_kills(tmp_path, suite, teacher, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq"])
+@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq", "mad"])
 def test_sigterm_checkpoints_mid_round_and_the_resumed_run_is_identical(
     tmp_path, suite, teacher, method
 ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Imported for their @GENERATORS.register side effect.
-from dfkd.generators import dafl, dcgan  # noqa: F401
+from dfkd.generators import dafl, dcgan, mad  # noqa: F401
 from dfkd.generators.base import GENERATORS, Generator
 
 __all__ = ["GENERATORS", "Generator", "build_generator"]

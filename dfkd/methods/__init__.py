@@ -10,6 +10,7 @@ from dfkd.methods.cmi import CMI
 from dfkd.methods.cudfkd import CuDFKD
 from dfkd.methods.dafl import DAFL
 from dfkd.methods.dfq import DFQ
+from dfkd.methods.mad import MAD
 from dfkd.registry import Registry
 
 METHODS: Registry[type[DFKDMethod]] = Registry("method implementation")
@@ -18,5 +19,6 @@ METHODS.register("cmi")(CMI)
 METHODS.register("cudfkd")(CuDFKD)
 METHODS.register("dafl")(DAFL)
 METHODS.register("dfq")(DFQ)
+METHODS.register("mad")(MAD)
 
 __all__ = ["METHODS", "DFKDMethod"]
