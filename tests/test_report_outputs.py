@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from dfkd.cli import main
 from dfkd.reporting.format import Latex, significant_decimals
@@ -242,8 +243,13 @@ def test_the_named_options_of_a_method_are_stated_beside_it(tmp_path: Path) -> N
                 "self_paced_weighting": "per_batch", "student_loss_type": "l1",
             }  # fmt: skip
             Path(path).write_text(json.dumps(record))
+    published = Path(arguments[arguments.index("--published") + 1])
+    data = yaml.safe_load(published.read_text())
+    published.write_text(yaml.safe_dump({**data, "notes": {"dfq": "no code exists", "gan": "x"}}))
     out = tmp_path / "reports"
     assert main(arguments + _output_arguments(out)) == 0
+    assert "- **Note on `dfq`:** no code exists." in (out / "digits_table.md").read_text()
+    assert "gan" not in (out / "digits_table.md").read_text()  # only the table's methods
     expected = (
         "adversarial_schedule reference_increment; self_paced log; self_paced_weighting "
         "per_batch; student_loss_type l1"

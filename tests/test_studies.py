@@ -30,6 +30,26 @@ def test_each_study_has_the_papers_grid(suite):
     methods = ["dafl", "adi", "cmi", "cudfkd"]
     assert _grid(suite, "noisy_teacher") == set(itertools.product(methods, ["trained", "noisy"]))
     assert suite.study("noisy_teacher").seeds == (0, 10, 20)  # §5.4
+    assert _grid(suite, "mad_generators") == {
+        ("uncond", "0"), ("cat", "0.1"), ("cat", "0.3"), ("cat", "3.0"), ("cat", "10.0"),
+        ("sum", "0.1"),
+    }  # fmt: skip
+    assert _grid(suite, "mad_momentum") == {("0.2",), ("0.95",), ("0.999",)}
+    assert _grid(suite, "mad_branches") == {("1", "1"), ("0", "1"), ("1", "0")}
+
+
+def test_the_mad_cells_change_what_their_labels_say(suite):
+    for labels in [("cat", "0.1"), ("cat", "0.3"), ("cat", "3.0"), ("cat", "10.0"), ("sum", "0.1")]:
+        cell = _hyperparameters(suite, "mad_generators", labels)
+        assert (cell["generator"], cell["nll_weight"]) == (f"mad_{labels[0]}", float(labels[1]))
+    uncond = _hyperparameters(suite, "mad_generators", ("uncond", "0"))
+    assert (uncond["generator"], uncond["nll_weight"]) == ("mad_uncond", 0.0)
+    for alpha in ("0.2", "0.95", "0.999"):
+        assert _hyperparameters(suite, "mad_momentum", (alpha,))["ema_momentum"] == float(alpha)
+    for labels in [("1", "1"), ("0", "1"), ("1", "0")]:
+        cell = _hyperparameters(suite, "mad_branches", labels)
+        weights = (cell["generator_sample_weight"], cell["ema_sample_weight"])
+        assert weights == (float(labels[0]), float(labels[1]))
 
 
 def test_table5_and_table6_carry_the_published_values(suite):
@@ -163,3 +183,35 @@ def test_a_study_renders_on_the_embedded_data_with_the_published_values(tmp_path
     assert len(finals) == 4 and len(set(finals.values())) > 1
     again = run_command([str(BIN / "snakemake"), "--cores", "all", target], repository)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_a_reduced_mad_study_runs_on_the_embedded_data(tmp_path):
+    repository = copy_repository(tmp_path)
+    shrink_tiny_protocol(repository)
+    path = repository / "params/studies.yaml"
+    studies = yaml.safe_load(path.read_text())
+    study = studies["studies"]["mad_branches"]
+    study.update(experiment="digits", pair="cnn_small-cnn_tiny", seeds=[0])
+    del study["cells"]["both"]  # the reduced grid: one source of samples at a time
+    path.write_text(yaml.safe_dump(studies, sort_keys=False))
+    run_command(["git", "commit", "-qam", "mad_branches on digits"], repository)
+
+    target = "reports/studies/mad_branches.md"
+    run_command([str(BIN / "snakemake"), "--cores", "all", target], repository)
+
+    table = (repository / target).read_text()
+    assert "| 0 | 1 |" in table and "| 1 | 0 |" in table
+    runs = repository / "results/tiny/digits/studies/mad_branches"
+    terms = {
+        cell: json.loads((runs / cell / "seed0/metrics.json").read_text())["history"][-1]
+        for cell in ("ema_only", "generator_only")
+    }
+    # Each cell trained the student on one source only: the other source's KD term is 0.
+    assert (
+        terms["ema_only"]["loss/student/kd_generator"]
+        == 0.0
+        < terms["ema_only"]["loss/student/kd_ema"]
+    )
+    assert terms["generator_only"]["loss/student/kd_ema"] == 0.0
+    assert terms["generator_only"]["loss/student/kd_generator"] > 0.0

@@ -171,9 +171,12 @@ def _is_pair(pair: str) -> bool:
 
 def _load_published(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
-    if not isinstance(data, Mapping) or set(data) != {"sources", "teachers", "results"}:
-        raise ConfigError(f"{path}: expected exactly the keys 'sources', 'teachers' and 'results'")
+    if not isinstance(data, Mapping) or set(data) != {"sources", "teachers", "results", "notes"}:
+        raise ConfigError(
+            f"{path}: expected exactly the keys 'sources', 'teachers', 'results' and 'notes'"
+        )
     sources = from_dict(dict[str, str], data["sources"], str(path), "sources")
+    notes = from_dict(dict[str, str], data["notes"], str(path), "notes")
     teachers = from_dict(
         dict[str, dict[str, PublishedResult]], data["teachers"], str(path), "teachers"
     )
@@ -193,7 +196,7 @@ def _load_published(path: Path) -> dict[str, Any]:
                 f"{path}: {key}.source: unknown source '{result.source}'; "
                 f"have: {', '.join(sources)}"
             )
-    return {"sources": sources, "teachers": teachers, "results": results}
+    return {"sources": sources, "teachers": teachers, "results": results, "notes": notes}
 
 
 def _cross_check(

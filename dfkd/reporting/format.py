@@ -51,6 +51,7 @@ class ReportFacts:
     stability_start_epoch: int
     sources: Sequence[tuple[str, str]]  # (key, text) of every published source quoted
     settings: Sequence[tuple[str, str]]  # (method, its reported named options)
+    notes: Sequence[tuple[str, str]]  # (method, what to know about its published numbers)
     date: str
 
 

@@ -248,6 +248,7 @@ def _published_for(published: Any, dataset: str) -> dict[str, Any]:
         "sources": published["sources"] or {},
         "teachers": (published["teachers"] or {}).get(dataset) or {},
         "results": (published["results"] or {}).get(dataset) or {},
+        "notes": published.get("notes") or {},
     }
 
 
@@ -350,6 +351,11 @@ def report_facts(
         for method, text in dict.fromkeys(zip(runs["method"], runs["settings"], strict=True))
         if text
     ]
+    notes = [
+        (str(method), str(published.get("notes", {})[method]))
+        for method in dict.fromkeys(runs["method"])
+        if method in published.get("notes", {})
+    ]
     # SOURCE_DATE_EPOCH (reproducible-builds.org) pins the date, so a re-render can be byte-equal.
     epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
     if epoch and not epoch.isdigit():
@@ -369,5 +375,6 @@ def report_facts(
         stability_start_epoch=int(runs["stability_start_epoch"].iloc[0]),
         sources=sources,
         settings=settings,
+        notes=notes,
         date=now.date().isoformat(),
     )
