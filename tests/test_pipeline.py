@@ -106,12 +106,11 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
     table = (repository / "reports/digits_table.md").read_text()
     latex = (repository / "reports/digits_table.tex").read_text()
     assert "protocol `tiny`" in table and "\\toprule" in latex
-    for method in ("dafl", "adi", "dfq", "cmi", "cudfkd", "mad"):
+    for method in ("dafl", "adi", "dfq", "cmi", "cudfkd"):
         assert f"| {method} |" in table
     # Which of the paper's and the reference code's options ran is stated beside each method.
     assert "- **Settings of `adi`:** kept_batch best" in table
     assert "- **Settings of `cudfkd`:** adversarial_schedule eq15; self_paced log;" in table
-    assert "- **Note on `mad`:** MAD has no public code" in table
     assert (repository / "reports/digits_curves.png").stat().st_size > 0
 
     headline = json.loads((repository / "reports/digits_metrics.json").read_text())
