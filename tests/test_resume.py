@@ -182,7 +182,11 @@ def test_sigterm_checkpoints_mid_round_and_the_resumed_run_is_identical(
     tmp_path, suite, teacher, method
 ):
     config = _distill_config(suite, method, teacher[0])
-    config = replace(config, loop=replace(config.loop, epochs=2, rounds_per_epoch=3))
+    optimizer = config.loop.student_optimizer
+    if optimizer.milestones:  # a step schedule over the 2 epochs: one decay, after epoch 1
+        optimizer = replace(optimizer, milestones=(1,))
+    loop = replace(config.loop, epochs=2, rounds_per_epoch=3, student_optimizer=optimizer)
+    config = replace(config, loop=loop)
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     for run_dir in (reference, interrupted):
         save_config(config, run_dir / "config.yaml")
