@@ -21,7 +21,8 @@ reading by default:
   theta~ <- alpha theta~ + (1 - alpha) theta: alpha weights the old average.
 - D-3 a fresh z (and y) for every student step, for G and G~ each.
 - D-4 `sampling_mode: eval`: G and G~ are sampled with running statistics, as the CMI-family
-  methods of this suite (so D-2's buffer rule matters); `train` uses batch statistics. The
+  methods of this suite (so D-2's buffer rule matters); `train` uses batch statistics (and, as
+  any train-mode forward pass, moves the sampled generator's running statistics). The
   student is frozen in eval mode during generator steps (the loop's contract).
 - D-5 Tiny-ImageNet: the `sum` generator with lambda_3 0.1 and lambda_4 0 (Table 6 prints "-").
 - D-6 NormReg = mean over the batch of max(||e_y|| - gamma sqrt(d_e), 0); lambda_4 = 0 as Table
@@ -82,6 +83,8 @@ def ema_update(average: nn.Module, current: nn.Module, momentum: float, buffers:
 
 @dataclass(frozen=True)
 class MADConfig(GenerativeMethodConfig):
+    reported_settings = ("ema_placement", "ema_buffers", "sampling_mode")
+
     generator_weight_decay: float = field(metadata=non_negative)  # Table 5 wd_G
     ema_momentum: float = field(metadata=non_negative)  # alpha, Table 6
     ema_placement: Literal["after_generator_steps", "every_generator_step"]  # D-2
