@@ -253,3 +253,13 @@ def test_the_curriculum_position_survives_a_resume(suite, cudfkd):
     cudfkd.sample = resumed.sample = lambda batch_size: images
     resumed.student.train().requires_grad_(True)
     assert torch.equal(cudfkd.student_loss()["kd"], resumed.student_loss()["kd"])
+
+
+def test_the_reference_increments_only_while_the_curriculum_is_on(suite):
+    method = build_method(suite, "cudfkd_reference", batch_size=8, epochs=250)
+    method.on_epoch_end(249)
+    assert method.adversarial_weight() == pytest.approx(62.0)  # 124 increments of 0.5
+    method.config = replace(method.config, self_paced="none")  # --curr_option none
+    assert method.adversarial_weight() == 0.0  # datafree_kd.py keeps --adv 0
+    method.config = replace(method.config, adversarial_schedule="eq15")
+    assert method.adversarial_weight() == pytest.approx(93.5)  # Eq. 15 does not depend on v

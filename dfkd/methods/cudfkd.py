@@ -36,6 +36,16 @@ cudfkd_reference.yaml the scripts):
   there and a Sigmoid output. Table 7 gives z 512 for Tiny-ImageNet, the code 1024.
 - §5.1 runs 250 epochs on CIFAR-10 and 300 on CIFAR-100 and Tiny-ImageNet; the scripts 250,
   400-500 and 400.
+- The student loss keeps the code's scale: KL at T times T^2 (Eq. 4 writes D(z_t/T, z_s/T)
+  without it) and L1 on the raw logits (Eq. 4 would divide them by T). The paces lambda_0 2 to
+  12 were tuned at that scale; at the paper's default (kl, T 20) most per-sample losses start
+  above lambda, so the log weights hold the student back for the first epochs.
+- Eq. 15 read literally jumps from 0 to alpha * tau at the ramp's opening (31.5 at epoch 63 of
+  250 on CIFAR-10) and ends at 93.5; the code's increments start at 0.5 and end at 62.
+- In the code, `--curr_option none` switches off both v and the alpha_adv increments
+  (datafree_kd.py: `... and args.curr_option != 'none'`): with `reference_increment`,
+  `self_paced: none` keeps alpha_adv at its start here too. Eq. 15 does not depend on v.
+- Eq. 3 sums the one-hot cross-entropy over samples; the code (and this file) averages it.
 - The reference draws unused class targets in each `sample()` call; the suite does not, so its
   random stream differs from the reference's after the first student step.
 The published cells (Tables 1-2) are the best epoch of the best of "nearby hyperparameters"
@@ -121,12 +131,16 @@ class CuDFKD(GenerativeMethod):
     def adversarial_weight(self) -> float:
         """alpha_adv of the epoch in progress."""
         config = self.config
+        # The code increments alpha_adv only while its curriculum (v) is on.
+        frozen = (
+            config.adversarial_schedule == "reference_increment" and config.self_paced == "none"
+        )
         return adversarial_weight(
             config.adversarial_schedule,
             self.epochs_finished + 1,
             self.context.epochs,
             config.adversarial_start,
-            config.adversarial_slope,
+            0.0 if frozen else config.adversarial_slope,
             config.ramp_begin_fraction,
             config.ramp_end_fraction,
         )
