@@ -1,10 +1,12 @@
-"""Capture of per-layer BatchNorm input statistics, for the BN-statistics (DeepInversion) loss."""
+"""Forward hooks that record layer inputs: BatchNorm input statistics (for the BN-statistics
+loss) and the per-channel means of CMI's contrastive features."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -20,7 +22,34 @@ class BatchNormStatistics:
     running_variances: list[Tensor] = field(default_factory=list)
 
 
-class BatchNormInputs:
+Record = TypeVar("Record")
+
+
+class _Recorder(Generic[Record]):
+    """Forward pre-hooks on `modules` that fill a fresh record while `recording()` is open."""
+
+    def __init__(self, modules: list[nn.Module], new_record: Callable[[], Record]) -> None:
+        self._new_record = new_record
+        self._current: Record | None = None
+        self._handles = [module.register_forward_pre_hook(self._record) for module in modules]
+
+    def _record(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def recording(self) -> Iterator[Record]:
+        self._current = self._new_record()
+        try:
+            yield self._current
+        finally:
+            self._current = None
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+class BatchNormInputs(_Recorder[BatchNormStatistics]):
     """Records the mean and variance of every BatchNorm2d input of `model` while recording.
 
     Hooks are registered once and stay cheap when idle. The statistics are computed in float32
@@ -29,12 +58,8 @@ class BatchNormInputs:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self._current: BatchNormStatistics | None = None
-        self._handles = [
-            module.register_forward_pre_hook(self._record)
-            for module in model.modules()
-            if isinstance(module, nn.BatchNorm2d)
-        ]
+        modules = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+        super().__init__(modules, BatchNormStatistics)
         if not self._handles:
             raise ValueError("the model has no BatchNorm2d layer to match statistics against")
 
@@ -47,46 +72,21 @@ class BatchNormInputs:
         self._current.running_means.append(module.running_mean)
         self._current.running_variances.append(module.running_var)
 
-    @contextmanager
-    def recording(self) -> Iterator[BatchNormStatistics]:
-        self._current = BatchNormStatistics()
-        try:
-            yield self._current
-        finally:
-            self._current = None
 
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-
-class LayerInputMeans:
+class LayerInputMeans(_Recorder[list[Tensor]]):
     """Records the spatial mean (N, C) of each input of `modules` while recording.
 
     CMI's contrastive features: the per-sample, per-channel mean of the *inputs* of the hooked
-    layers, concatenated in layer order (InstanceMeanHook in the CMI code). Unlike BN statistics
+    layers, in layer order (InstanceMeanHook in the CMI code); `recording()` yields the list,
+    to be concatenated along dim 1. Unlike BN statistics
     they keep their graph, since the contrastive loss trains the generator through them.
     """
 
     def __init__(self, modules: list[nn.Module]) -> None:
         if not modules:
             raise ValueError("no layer to take contrastive features from")
-        self._current: list[Tensor] | None = None
-        self._handles = [module.register_forward_pre_hook(self._record) for module in modules]
+        super().__init__(modules, list)
 
     def _record(self, module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         if self._current is not None:
             self._current.append(inputs[0].mean(dim=(2, 3)))  # (N, C_l)
-
-    @contextmanager
-    def recording(self) -> Iterator[list[Tensor]]:
-        """Yields the list the means are appended to; concatenate it along dim 1 afterwards."""
-        self._current = []
-        try:
-            yield self._current
-        finally:
-            self._current = None
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()

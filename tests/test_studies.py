@@ -141,24 +141,33 @@ def test_a_bad_study_is_one_line_naming_it(tmp_path, edit, message):
     assert len(lines) == 1 and message in lines[0] and "studies.yaml" in lines[0]
 
 
-def test_a_study_report_refuses_a_grid_that_lost_a_cell(suite, tmp_path):
+def test_a_study_report_refuses_a_grid_that_lost_a_cell(suite):
     study = suite.study("table6")
     with pytest.raises(UserError, match="lack zero seed 0"):
         load_study_runs([], study)
 
 
-@pytest.mark.slow
-def test_a_study_renders_on_the_embedded_data_with_the_published_values(tmp_path):
+def _run_on_the_embedded_data(tmp_path, name: str, drop: tuple[str, ...] = ()):
+    """A copy of the repository whose study `name` (less the cells `drop`) runs on the digits,
+    one seed, shrunk protocol; runs it and returns the copy and the table's path."""
     repository = copy_repository(tmp_path)
     shrink_tiny_protocol(repository)
     path = repository / "params/studies.yaml"
     studies = yaml.safe_load(path.read_text())
-    studies["studies"]["table5"].update(experiment="digits", pair="cnn_small-cnn_tiny", seeds=[0])
+    study = studies["studies"][name]
+    study.update(experiment="digits", pair="cnn_small-cnn_tiny", seeds=[0])
+    for cell in drop:
+        del study["cells"][cell]
     path.write_text(yaml.safe_dump(studies, sort_keys=False))
-    run_command(["git", "commit", "-qam", "table5 on digits"], repository)
-
-    target = "reports/studies/table5.md"
+    run_command(["git", "commit", "-qam", f"{name} on digits"], repository)
+    target = f"reports/studies/{name}.md"
     run_command([str(BIN / "snakemake"), "--cores", "all", target], repository)
+    return repository, target
+
+
+@pytest.mark.slow
+def test_a_study_renders_on_the_embedded_data_with_the_published_values(tmp_path):
+    repository, target = _run_on_the_embedded_data(tmp_path, "table5")
 
     table = (repository / target).read_text()
     rows = [
@@ -187,18 +196,8 @@ def test_a_study_renders_on_the_embedded_data_with_the_published_values(tmp_path
 
 @pytest.mark.slow
 def test_a_reduced_mad_study_runs_on_the_embedded_data(tmp_path):
-    repository = copy_repository(tmp_path)
-    shrink_tiny_protocol(repository)
-    path = repository / "params/studies.yaml"
-    studies = yaml.safe_load(path.read_text())
-    study = studies["studies"]["mad_branches"]
-    study.update(experiment="digits", pair="cnn_small-cnn_tiny", seeds=[0])
-    del study["cells"]["both"]  # the reduced grid: one source of samples at a time
-    path.write_text(yaml.safe_dump(studies, sort_keys=False))
-    run_command(["git", "commit", "-qam", "mad_branches on digits"], repository)
-
-    target = "reports/studies/mad_branches.md"
-    run_command([str(BIN / "snakemake"), "--cores", "all", target], repository)
+    # The reduced grid: one source of samples at a time.
+    repository, target = _run_on_the_embedded_data(tmp_path, "mad_branches", drop=("both",))
 
     table = (repository / target).read_text()
     assert "| 0 | 1 |" in table and "| 1 | 0 |" in table

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dfkd.config.settings import TeacherRecipe
-from dfkd.schema import non_negative
+from dfkd.schema import from_dict, non_negative
 
 TRAINED = "trained"  # a cell's teacher: the experiment's own teacher recipe (params/teachers.yaml)
 
@@ -80,8 +80,6 @@ class StudiesFile:
 
 def read_studies(data: Any, source: str) -> StudiesFile:
     """params/studies.yaml's content; top-level keys starting with `x-` hold YAML anchors only."""
-    from dfkd.schema import from_dict
-
     if isinstance(data, dict):
         data = {key: value for key, value in data.items() if not str(key).startswith("x-")}
     return from_dict(StudiesFile, data, source)

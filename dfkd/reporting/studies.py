@@ -23,6 +23,7 @@ from dfkd.config.studies import Study, read_studies
 from dfkd.data import dataset_info
 from dfkd.errors import UserError
 from dfkd.reporting.format import (
+    COMPARISON_COLUMNS,
     Dialect,
     Latex,
     Markdown,
@@ -35,10 +36,6 @@ from dfkd.reporting.format import (
     time_units,
 )
 from dfkd.reporting.tables import RUN_COLUMNS, group_table, read_metrics, report_facts, run_row
-
-# (column of the group table, decimals, key of the published values)
-STUDY_COLUMNS = (("final_acc1", 2, "acc1"), ("final_agree1", 2, "agree1"), ("final_lp", 4, None),
-                 ("final_lp_reference_code", 4, "lp"))  # fmt: skip
 
 
 def load_study(path: str, name: str) -> Study:
@@ -95,7 +92,7 @@ def _rows(groups: pd.DataFrame, study: Study, dialect: Dialect) -> list[dict[str
         cell = study.cells[row["cell"]]
         paper = cell.published
         cells = []
-        for column, decimals, key in STUDY_COLUMNS:
+        for column, decimals, key in COMPARISON_COLUMNS:
             text = measurement(dialect, row[f"{column}_mean"], row[f"{column}_std"], decimals)
             text = text or dialect.missing
             if key is not None and paper is not None:
