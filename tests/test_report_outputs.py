@@ -231,7 +231,15 @@ def test_times_keep_three_significant_digits(value: float, decimals: int) -> Non
     assert significant_decimals(value) == decimals
 
 
-def test_the_named_options_of_a_method_are_stated_beside_it(tmp_path: Path) -> None:
+def _loop(student_steps: int, schedule: str, milestones: list[int]) -> dict[str, Any]:
+    optimizer = {"learning_rate": 0.035355, "momentum": 0.9, "weight_decay": 5e-4,
+                 "schedule": schedule, "milestones": milestones, "gamma": 0.1}  # fmt: skip
+    return {"epochs": 10, "rounds_per_epoch": 20, "generator_steps_per_round": 3,
+            "student_steps_per_round": student_steps, "batch_size": 32,
+            "student_optimizer": optimizer}  # fmt: skip
+
+
+def test_the_loop_and_named_options_of_a_method_are_stated_beside_it(tmp_path: Path) -> None:
     arguments = _write_inputs(tmp_path)
     runs = arguments[arguments.index("--runs") + 1 : arguments.index("--teachers")]
     for path in runs:  # the fixture's dfq runs become CuDFKD runs with the reference options
@@ -242,7 +250,12 @@ def test_the_named_options_of_a_method_are_stated_beside_it(tmp_path: Path) -> N
                 "adversarial_schedule": "reference_increment", "self_paced": "log",
                 "self_paced_weighting": "per_batch", "student_loss_type": "l1",
             }  # fmt: skip
-            Path(path).write_text(json.dumps(record))
+        else:  # dafl_bn runs one loop on one pair and another on the other
+            first = record["run"]["teacher"] == "cnn_small"
+            record["config"]["loop"] = (
+                _loop(10, "cosine", []) if first else _loop(60, "multistep", [3, 7])
+            )
+        Path(path).write_text(json.dumps(record))
     published = Path(arguments[arguments.index("--published") + 1])
     data = yaml.safe_load(published.read_text())
     published.write_text(yaml.safe_dump({**data, "notes": {"dfq": "no code exists", "gan": "x"}}))
@@ -258,6 +271,18 @@ def test_the_named_options_of_a_method_are_stated_beside_it(tmp_path: Path) -> N
     latex = (out / "digits_table.tex").read_text()
     escaped = expected.replace("_", "\\_")
     assert "Settings of \\texttt{dfq}: " + escaped + "." in latex
-    assert "Settings of \\texttt{dafl\\_bn}" not in latex  # no named options: no line
     rows = list(csv.DictReader(io.StringIO((out / "digits_runs.csv").read_text())))
     assert {row["settings"] for row in rows if row["method"] == "dfq"} == {expected}
+    # The loops as they ran, each with the pair it ran on.
+    first = (
+        "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student lr 0.0354 "
+        "cosine"
+    )
+    second = (
+        "10 epochs x 20 rounds of 3 synthesis + 60 student steps, batch 32, student lr 0.0354 "
+        "x0.1 at epochs 3, 7"
+    )
+    markdown = (out / "digits_table.md").read_text()
+    assert f"- **Settings of `dafl_bn` (cnn_small → cnn_tiny):** {first}\n" in markdown
+    assert f"- **Settings of `dafl_bn` (wrn40_2 → wrn16_2):** {second}\n" in markdown
+    assert "Settings of \\texttt{dafl\\_bn} (wrn40\\_2 $\\to$ wrn16\\_2): " + second in latex

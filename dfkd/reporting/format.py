@@ -50,7 +50,8 @@ class ReportFacts:
     accuracy_threshold: float
     stability_start_epoch: int
     sources: Sequence[tuple[str, str]]  # (key, text) of every published source quoted
-    settings: Sequence[tuple[str, str]]  # (method, its reported named options)
+    # (method, its (teacher, student) pairs where they ran differently, its loop and options)
+    settings: Sequence[tuple[str, Sequence[tuple[str, str]], str]]
     notes: Sequence[tuple[str, str]]  # (method, what to know about its published numbers)
     date: str
 

@@ -180,15 +180,51 @@ def run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _reported_settings(config: Mapping[str, Any]) -> str:
-    """ "name value; ..." of the named options its method reports (MethodConfig)."""
+    """The loop as it ran, then "name value; ..." of the named options its method reports
+    (MethodConfig): a protocol shrinks schedules, and a reader must see what ran."""
     from dfkd.methods import METHODS
 
+    parts = [_loop_summary(config["loop"])] if config.get("loop") else []
     implementation = config.get("implementation")
-    if implementation not in METHODS:
-        return ""
-    hyperparameters = config.get("hyperparameters") or {}
-    names = METHODS.get(implementation).config_class.reported_settings
-    return "; ".join(f"{name} {hyperparameters.get(name)}" for name in names)
+    if implementation in METHODS:
+        hyperparameters = config.get("hyperparameters") or {}
+        names = METHODS.get(implementation).config_class.reported_settings
+        parts += [f"{name} {hyperparameters.get(name)}" for name in names]
+    return "; ".join(parts)
+
+
+def _loop_summary(loop: Mapping[str, Any]) -> str:
+    """ "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student lr 0.0354
+    cosine" (LoopConfig, as recorded in a run's config)."""
+    optimizer = loop["student_optimizer"]
+    decay = optimizer["schedule"]
+    if decay == "multistep":
+        epochs = ", ".join(str(epoch) for epoch in optimizer["milestones"])
+        decay = f"x{optimizer['gamma']:g} at epochs {epochs}"
+    return (
+        f"{loop['epochs']} epochs x {loop['rounds_per_epoch']} rounds of "
+        f"{loop['generator_steps_per_round']} synthesis + {loop['student_steps_per_round']} "
+        f"student steps, batch {loop['batch_size']}, student lr "
+        f"{optimizer['learning_rate']:.3g} {decay}"
+    )
+
+
+def _settings_by_method(runs: pd.DataFrame) -> list[tuple[str, list[tuple[str, str]], str]]:
+    """(method, pairs, settings): pairs is empty where every pair of the method ran alike, and
+    lists the (teacher, student) pairs of each variant otherwise."""
+    variants: dict[str, dict[str, list[tuple[str, str]]]] = {}
+    for method, teacher, student, text in zip(
+        runs["method"], runs["teacher"], runs["student"], runs["settings"], strict=True
+    ):
+        pairs = variants.setdefault(str(method), {}).setdefault(str(text), [])
+        if (teacher, student) not in pairs:
+            pairs.append((str(teacher), str(student)))
+    return [
+        (method, [] if len(texts) == 1 else pairs, text)
+        for method, texts in variants.items()
+        for text, pairs in texts.items()
+        if text
+    ]
 
 
 def load_runs(
@@ -346,11 +382,7 @@ def report_facts(
         for pair, method in zip(runs["pair"], runs["method"], strict=True)
     ]
     sources = [(key, str(published["sources"].get(key, key))) for key in dict.fromkeys(used) if key]
-    settings = [
-        (str(method), str(text))
-        for method, text in dict.fromkeys(zip(runs["method"], runs["settings"], strict=True))
-        if text
-    ]
+    settings = _settings_by_method(runs)
     notes = [
         (str(method), str(published.get("notes", {})[method]))
         for method in dict.fromkeys(runs["method"])
