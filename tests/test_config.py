@@ -75,6 +75,15 @@ def test_published_values_and_overrides_reach_the_run(suite):
     other = suite.run_config("paper", "cifar100", "wrn40_2", "wrn16_2", "dfq", 0, "t.pt")
     assert other.loop.student_optimizer.learning_rate == 0.1
     assert dfq.statistics.start_epoch == 80
+    # CuDFKD's DAFL baseline as its code runs it: one round of 1 + 400 steps, its Adam betas.
+    dafl = suite.run_config("paper", "cifar10", "resnet34", "resnet18", "dafl", 0, "t.pt")
+    loop = dafl.loop
+    assert (loop.epochs, loop.batch_size, loop.rounds_per_epoch) == (250, 1024, 1)
+    assert (loop.generator_steps_per_round, loop.student_steps_per_round) == (1, 400)
+    assert dafl.hyperparameters["generator_betas"] == [0.9, 0.99]
+    cmi_code = suite.run_config("paper", "cifar10", "wrn40_2", "wrn16_1", "dafl", 0, "t.pt")
+    assert (cmi_code.loop.rounds_per_epoch, cmi_code.loop.student_steps_per_round) == (80, 5)
+    assert cmi_code.hyperparameters["generator_betas"] == [0.5, 0.999]
 
 
 def test_protocols_shorten_schedules_and_scale_milestones(suite):
