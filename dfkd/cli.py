@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_run_arguments(commands.add_parser("train-teacher", help="train one teacher"))
     _add_run_arguments(commands.add_parser("distill", help="run one distillation"))
+    _add_run_arguments(
+        commands.add_parser("import-teacher", help="verify and evaluate a released teacher")
+    )
 
     _add_report_arguments(commands.add_parser("report", help="render a dataset's tables"))
     _add_study_report_arguments(
@@ -145,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(arguments.threads)
+        if arguments.command == "import-teacher":
+            from dfkd.released import import_released_teacher
+
+            return import_released_teacher(arguments.config, arguments.out_dir)
         if arguments.command == "train-teacher":
             from dfkd.teacher import run_teacher_training
 

@@ -12,6 +12,8 @@ SUITE = load_suite_or_exit(config, "params.yaml", "params")
 
 # Every wildcard of a run is a path level: results/<protocol>/<dataset>/...
 TEACHER_DIR = "results/{protocol}/{dataset}/teachers/{architecture}"
+# A released teacher (params/released_teachers.yaml), verified and evaluated by the suite.
+RELEASED_TEACHER_DIR = "results/{protocol}/{dataset}/released_teachers/{architecture}"
 RUN_DIR = "results/{protocol}/{dataset}/runs/{teacher}-{student}/{method}/seed{seed}"
 DATASET_RECORD = "results/{protocol}/{dataset}/dataset.json"
 # Declared studies (params/studies.yaml) and the teachers of their teacher variants.
@@ -33,19 +35,22 @@ wildcard_constraints:
     variant="[a-z0-9_]+",
 
 
+def experiment_teacher_dir(protocol, dataset, architecture):
+    """The folder of an experiment's teacher: trained by the suite, or released."""
+    released = SUITE.teacher_source(dataset) == "released"
+    layout = RELEASED_TEACHER_DIR if released else TEACHER_DIR
+    return layout.format(protocol=protocol, dataset=dataset, architecture=architecture)
+
+
 def teacher_checkpoint(protocol, dataset, architecture):
-    return f"{TEACHER_DIR}/teacher.pt".format(
-        protocol=protocol, dataset=dataset, architecture=architecture
-    )
+    return f"{experiment_teacher_dir(protocol, dataset, architecture)}/teacher.pt"
 
 
 def report_inputs(w):
     protocol = SUITE.protocol_of(w.experiment)
     runs = [f"{RUN_DIR}/metrics.json".format(**run) for run in SUITE.runs(w.experiment)]
     teachers = [
-        f"{TEACHER_DIR}/metrics.json".format(
-            protocol=protocol, dataset=w.experiment, architecture=architecture
-        )
+        f"{experiment_teacher_dir(protocol, w.experiment, architecture)}/metrics.json"
         for architecture in SUITE.teachers_of(w.experiment)
     ]
     return {"runs": runs, "teachers": teachers}
@@ -56,7 +61,7 @@ def study_teacher_dir(protocol, dataset, study, cell):
     spec = SUITE.study(study).cells[cell]
     architecture = SUITE.study(study).pair.split("-")[0]
     if spec.teacher == TRAINED:
-        return TEACHER_DIR.format(protocol=protocol, dataset=dataset, architecture=architecture)
+        return experiment_teacher_dir(protocol, dataset, architecture)
     return VARIANT_TEACHER_DIR.format(
         protocol=protocol, dataset=dataset, variant=spec.teacher, architecture=architecture
     )
@@ -84,7 +89,7 @@ check_finished_results_or_exit(
         for d in SUITE.params.experiments
     ],
     teacher_dirs=[
-        TEACHER_DIR.format(protocol=SUITE.protocol_of(d), dataset=d, architecture=a)
+        experiment_teacher_dir(SUITE.protocol_of(d), d, a)
         for d in SUITE.params.experiments
         for a in SUITE.teachers_of(d)
     ]

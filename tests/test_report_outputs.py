@@ -286,3 +286,19 @@ def test_the_loop_and_named_options_of_a_method_are_stated_beside_it(tmp_path: P
     assert f"- **Settings of `dafl_bn` (cnn_small → cnn_tiny):** {first}\n" in markdown
     assert f"- **Settings of `dafl_bn` (wrn40_2 → wrn16_2):** {second}\n" in markdown
     assert "Settings of \\texttt{dafl\\_bn} (wrn40\\_2 $\\to$ wrn16\\_2): " + second in latex
+
+
+def test_the_caption_says_where_each_teacher_came_from(tmp_path: Path) -> None:
+    arguments = _write_inputs(tmp_path)
+    teachers = arguments[arguments.index("--teachers") + 1 : arguments.index("--published")]
+    record = json.loads(Path(teachers[0]).read_text())
+    record["provenance"]["released"] = {
+        "file": "checkpoints/pretrained/x.pth", "sha256": "ab" * 32, "source": "a release",
+    }  # fmt: skip
+    Path(teachers[0]).write_text(json.dumps(record))
+    out = tmp_path / "reports"
+    assert main(arguments + _output_arguments(out)) == 0
+    released = f"{record['run']['architecture']} released (a release; x.pth, SHA-256 {'ab' * 8}...)"
+    markdown = (out / "digits_table.md").read_text()
+    assert f"- **Teachers:** {released}; " in markdown
+    assert "trained by the suite." in markdown

@@ -8,6 +8,8 @@ Sources (all strict: unknown or missing keys are errors, see dfkd.schema):
   schedule and hyperparameters (every value citing its source) and per-dataset/per-pair
   overrides taken from the reference scripts.
 - `params/published.yaml`: the published numbers the reports print beside the reproduced ones.
+- `params/released_teachers.yaml`: the published teacher checkpoints an experiment may distil
+  from instead of the suite's own (`teacher_source: released`), with the user's sha256 pins.
 
 A protocol may shrink the published schedules (`quick`, `tiny`) and keep their shape:
 - fewer epochs move any learning-rate milestones to the same fraction of the schedule;
@@ -26,6 +28,7 @@ from dfkd.config.loading import load_suite, load_workflow_params
 from dfkd.config.settings import (
     DataSettings,
     Experiment,
+    ImportTeacherConfig,
     LoopConfig,
     MethodParams,
     Protocol,
@@ -37,6 +40,7 @@ from dfkd.config.settings import (
     TeacherRecipe,
     TeacherRunConfig,
     config_hash,
+    load_import_config,
     load_run_config,
     load_teacher_config,
     read_yaml,
@@ -47,6 +51,7 @@ from dfkd.config.suite import Suite
 __all__ = [
     "DataSettings",
     "Experiment",
+    "ImportTeacherConfig",
     "LoopConfig",
     "MethodParams",
     "Protocol",
@@ -59,6 +64,7 @@ __all__ = [
     "TeacherRecipe",
     "TeacherRunConfig",
     "config_hash",
+    "load_import_config",
     "load_run_config",
     "load_suite",
     "load_teacher_config",

@@ -13,6 +13,7 @@ from dfkd.config.settings import (
     Experiment,
     MethodParams,
     PublishedResult,
+    ReleasedTeachers,
     SuiteParams,
     TeacherRecipe,
     read_yaml,
@@ -52,6 +53,10 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
     published = attempt(lambda: _load_published(published_path))
     studies_path = params_dir / "studies.yaml"
     studies = attempt(lambda: read_studies(read_yaml(studies_path), str(studies_path)))
+    released_path = params_dir / "released_teachers.yaml"
+    released = attempt(
+        lambda: from_dict(ReleasedTeachers, read_yaml(released_path), str(released_path))
+    )
 
     methods: dict[str, MethodParams] = {}
     method_files = sorted((params_dir / "methods").glob("*.yaml"))
@@ -66,6 +71,8 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
                 suite_params, teachers or {}, methods, {p.stem for p in method_files}, params_dir
             )
         )
+        if released is not None:
+            problems.extend(_check_released(suite_params, released, released_path))
         if studies is not None:
             problems.extend(
                 _check_studies(
@@ -74,7 +81,7 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
             )
     if problems:
         raise ConfigError("\n".join(problems))
-    return Suite(suite_params, teachers, methods, published, studies, params_dir)
+    return Suite(suite_params, teachers, methods, published, studies, released, params_dir)
 
 
 def load_workflow_params(
@@ -243,6 +250,23 @@ def _cross_check(
                     f"{params_dir / 'methods' / (method + '.yaml')}); have: {known}"
                 )
         problems.extend(_check_statistics_window(params, dataset, experiment, methods, params_dir))
+    return problems
+
+
+def _check_released(params: SuiteParams, released: ReleasedTeachers, path: Path) -> list[str]:
+    """An experiment that distils from released teachers needs a file for each of them."""
+    problems = []
+    for dataset, experiment in params.experiments.items():
+        if experiment.teacher_source != "released":
+            continue
+        for pair in experiment.pairs:
+            teacher = pair.partition("-")[0]
+            if teacher not in released.teachers.get(dataset, {}):
+                problems.append(
+                    f"params.yaml: experiments.{dataset}.teacher_source: released, but {path} "
+                    f"lists no released {teacher} for {dataset}; add it there or choose "
+                    "teacher_source: trained"
+                )
     return problems
 
 

@@ -107,6 +107,8 @@ class Experiment:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     teacher_seed: int
+    # `trained` by the suite (params/teachers.yaml) or `released` (params/released_teachers.yaml)
+    teacher_source: Literal["trained", "released"]
     accuracy_threshold: float = field(metadata=positive)  # percent; t_90 uses 90 on CIFAR-10
 
     def __post_init__(self) -> None:
@@ -144,6 +146,35 @@ class MethodParams:
 
 
 @dataclass(frozen=True)
+class ReleasedFile:
+    file: str  # under the released teachers' directory
+    sha256: str | None  # pinned by the user after the download; None until then
+
+
+@dataclass(frozen=True)
+class ReleasedTeachers:
+    """params/released_teachers.yaml: published teacher checkpoints a user downloads once."""
+
+    format: Literal["cmi"]  # how the files store their weights (dfkd/released.py)
+    source: str  # where they come from, as the report captions state it
+    url: str
+    directory: str  # relative to the working directory
+    teachers: dict[str, dict[str, ReleasedFile]]  # dataset -> architecture -> file
+
+    def __post_init__(self) -> None:
+        for dataset, files in self.teachers.items():
+            for architecture, chosen in files.items():
+                digest = chosen.sha256
+                if digest is not None and not (
+                    len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+                ):
+                    raise ValueError(
+                        f"teachers.{dataset}.{architecture}.sha256: got {digest!r}; expected 64 "
+                        "lowercase hex digits (`sha256sum <file>`), or null"
+                    )
+
+
+@dataclass(frozen=True)
 class PublishedResult:
     acc1: float
     agree1: float | None
@@ -171,6 +202,21 @@ class TeacherRunConfig:
     data: DataSettings
     recipe: TeacherRecipe
     deterministic: bool
+
+
+@dataclass(frozen=True)
+class ImportTeacherConfig:
+    """A released teacher to verify, convert and evaluate (dfkd/released.py)."""
+
+    suite_version: str
+    protocol: str
+    dataset: str
+    architecture: str
+    checkpoint: str
+    sha256: str | None
+    format: Literal["cmi"]
+    source: str
+    data: DataSettings
 
 
 @dataclass(frozen=True)
@@ -207,6 +253,10 @@ def load_run_config(path: str | Path) -> RunConfig:
 
 def load_teacher_config(path: str | Path) -> TeacherRunConfig:
     return from_dict(TeacherRunConfig, read_yaml(Path(path)), str(path))
+
+
+def load_import_config(path: str | Path) -> ImportTeacherConfig:
+    return from_dict(ImportTeacherConfig, read_yaml(Path(path)), str(path))
 
 
 def read_yaml(path: Path) -> Any:

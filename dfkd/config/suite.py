@@ -12,8 +12,10 @@ from typing import Any
 import dfkd
 from dfkd.config.settings import (
     Experiment,
+    ImportTeacherConfig,
     LoopConfig,
     MethodParams,
+    ReleasedTeachers,
     RunConfig,
     SGDConfig,
     StatisticsConfig,
@@ -46,6 +48,7 @@ class Suite:
     methods: dict[str, MethodParams]
     published: dict[str, Any]
     studies: StudiesFile
+    released: ReleasedTeachers
     params_dir: Path
 
     # -- the experiment matrix ----------------------------------------------------------------
@@ -80,6 +83,29 @@ class Suite:
         if architecture not in self.teachers_of(dataset):
             raise ConfigError(f"no pair of experiment '{dataset}' has teacher '{architecture}'")
         return self._teacher_run(protocol, dataset, architecture, self.teachers[dataset])
+
+    def teacher_source(self, dataset: str) -> str:
+        return self.params.experiments[dataset].teacher_source
+
+    def import_teacher_config(
+        self, protocol: str, dataset: str, architecture: str
+    ) -> ImportTeacherConfig:
+        """A released teacher of the experiment (params/released_teachers.yaml)."""
+        self._experiment(dataset, protocol)
+        chosen = self.released.teachers.get(dataset, {}).get(architecture)
+        if chosen is None:
+            raise ConfigError(f"no released teacher '{architecture}' for dataset '{dataset}'")
+        return ImportTeacherConfig(
+            suite_version=dfkd.__version__,
+            protocol=protocol,
+            dataset=dataset,
+            architecture=architecture,
+            checkpoint=str(Path(self.released.directory, chosen.file)),
+            sha256=chosen.sha256,
+            format=self.released.format,
+            source=self.released.source,
+            data=self.params.data,
+        )
 
     def teacher_variant_config(
         self, protocol: str, dataset: str, variant: str, architecture: str

@@ -54,6 +54,7 @@ class ReportFacts:
     settings: Sequence[tuple[str, Sequence[tuple[str, str]], str]]
     notes: Sequence[tuple[str, str]]  # (method, what to know about its published numbers)
     date: str
+    teacher_origins: Sequence[str] = ()  # trained by the suite, or released (file, SHA-256)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,10 @@ def run_report(arguments: argparse.Namespace) -> int:
     protocol = runs["protocol"].iloc[0]
     teacher_acc1 = load_teachers(arguments.teachers, arguments.dataset, protocol)
     groups = group_table(runs)
-    facts = report_facts(runs, published, arguments.dataset, title)
+    facts = replace(
+        report_facts(runs, published, arguments.dataset, title),
+        teacher_origins=teacher_origins(arguments.teachers),
+    )
 
     outputs: dict[str, str | bytes] = {}
     templates = Path(arguments.templates)
@@ -273,6 +277,23 @@ def load_teachers(
         acc1.setdefault(architecture, []).append((record.get("summary") or {}).get("final_acc1"))
     summaries = {name: aggregate(values) for name, values in acc1.items()}
     return {name: (s.mean, s.std, s.n) for name, s in summaries.items()}
+
+
+def teacher_origins(paths: Sequence[str]) -> list[str]:
+    """Where each teacher came from: trained by the suite, or a released file and its hash."""
+    origins = []
+    for path in paths:
+        record = read_metrics(path, "teacher")
+        architecture = _require(record, path, "run", "architecture")
+        released = (record.get("provenance") or {}).get("released")
+        if released:
+            origins.append(
+                f"{architecture} released ({released['source']}; {Path(released['file']).name}, "
+                f"SHA-256 {released['sha256'][:16]}...)"
+            )
+        else:
+            origins.append(f"{architecture} trained by the suite")
+    return list(dict.fromkeys(origins))
 
 
 def _published_for(published: Any, dataset: str) -> dict[str, Any]:

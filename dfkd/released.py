@@ -1,0 +1,176 @@
+"""Released teachers: a published checkpoint verified, converted and evaluated once.
+
+The files released with zju-vipa/CMI (9e79fa9) are what `train_scratch.py` saves with
+`torch.save`: a dict with 'state_dict' (the bare model's weights; the code loads them strictly
+before any DataParallel wrapping, so no `module.` prefix) beside 'epoch', 'arch', 'best_acc1',
+'optimizer' and 'scheduler', which only its `--resume` reads. Its models name their layers
+differently from the suite's, layer for layer in the same order and shapes, so a rename of the
+top-level keys loads them strictly (and gives identical logits):
+
+    resnet18/34   conv1 bn1 layer1..4 linear        -> stem.0 stem.1 stages.0..3 head
+    wrn*          conv1 block1..3.layer bn1 fc,     -> stem groups.0..2 bn head,
+                  convShortcut                      -> shortcut
+    vgg11 (bn)    block0..4 classifier              -> blocks.0..4 head
+
+Outputs, as for a trained teacher (atomic): `teacher.pt`, `history.csv` (one row: the test
+accuracy measured here) and `metrics.json`, whose provenance records the file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import time
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dfkd.checkpoint import save_model
+from dfkd.config import config_hash, load_import_config
+from dfkd.data import dataset_info, load_split, normalize
+from dfkd.errors import CheckpointError
+from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
+from dfkd.models import build_model
+from dfkd.outputs import write_run_outputs
+from dfkd.provenance import collect
+from dfkd.runtime import choose_device
+from dfkd.schema import to_dict
+from dfkd.workflow import sha256_of
+
+# (pattern anchored at the start of a key, replacement) per model family, applied in order.
+_CMI_RENAMES: dict[str, list[tuple[str, Any]]] = {
+    "resnet": [
+        (r"conv1\.", "stem.0."),
+        (r"bn1\.", "stem.1."),
+        (r"layer(\d)\.", lambda m: f"stages.{int(m[1]) - 1}."),
+        (r"linear\.", "head."),
+    ],
+    "wrn": [
+        (r"conv1\.", "stem."),
+        (r"block(\d)\.layer\.", lambda m: f"groups.{int(m[1]) - 1}."),
+        (r"bn1\.", "bn."),
+        (r"fc\.", "head."),
+    ],
+    "vgg": [(r"block(\d)\.", r"blocks.\1."), (r"classifier\.", "head.")],
+}
+
+
+def cmi_state_dict(state: Mapping[str, torch.Tensor], architecture: str) -> dict[str, Any]:
+    """The CMI code's weights of `architecture` under the suite's key names."""
+    family = next((f for f in _CMI_RENAMES if architecture.startswith(f)), None)
+    if family is None:
+        raise CheckpointError(
+            f"the zju-vipa/CMI format has no '{architecture}'; released teachers are resnet34, "
+            "vgg11 and wrn40_2"
+        )
+    renamed = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")  # a DataParallel save, should anyone have one
+        for pattern, replacement in _CMI_RENAMES[family]:
+            key, count = re.subn(f"^{pattern}", replacement, key)
+            if count:
+                break
+        renamed[key.replace(".convShortcut.", ".shortcut.")] = value
+    return renamed
+
+
+def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
+    if not isinstance(saved, Mapping) or not isinstance(saved.get("state_dict"), Mapping):
+        keys = ", ".join(map(str, saved)) if isinstance(saved, Mapping) else type(saved).__name__
+        raise CheckpointError(
+            f"{path} has no 'state_dict' (found: {keys}); expected a zju-vipa/CMI teacher file"
+        )
+    return saved["state_dict"]
+
+
+def _load_into(model: torch.nn.Module, state: dict[str, Any], path: Path, what: str) -> None:
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not hold a {what}: {len(missing)} missing keys (e.g. "
+            f"{', '.join(missing[:3]) or '-'}), {len(unexpected)} unexpected (e.g. "
+            f"{', '.join(unexpected[:3]) or '-'}); check the file's architecture"
+        )
+    for key, value in expected.items():
+        if state[key].shape != value.shape:
+            if key.startswith("head."):
+                raise CheckpointError(
+                    f"{path} holds a {state[key].shape[0]}-class head; {what} has "
+                    f"{value.shape[0]} classes; check the file's dataset"
+                )
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(state[key].shape)}, the {what} expects "
+                f"{tuple(value.shape)}; check the file's architecture"
+            )
+    model.load_state_dict(state)
+
+
+def import_released_teacher(config_path: str | Path, out_dir: str | Path) -> int:
+    started = time.perf_counter()
+    config = load_import_config(config_path)
+    out_dir, path = Path(out_dir), Path(config.checkpoint)
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path}: released teacher not found; download it (params/released_teachers.yaml "
+            "names where from) or choose teacher_source: trained"
+        )
+    digest = sha256_of(path)
+    if config.sha256 is None:
+        raise CheckpointError(
+            f"{path} has SHA-256 {digest}; compare it with your download and pin it as sha256 "
+            f"of {config.dataset}/{config.architecture} in params/released_teachers.yaml"
+        )
+    if digest != config.sha256:
+        raise CheckpointError(
+            f"{path} has SHA-256 {digest}, not the {config.sha256} pinned in "
+            "params/released_teachers.yaml; download the file again or correct the pin"
+        )
+    info = dataset_info(config.dataset)
+    model = build_model(config.architecture, info.num_classes)
+    what = f"{config.architecture} for {config.dataset} ({info.num_classes} classes)"
+    _load_into(model, cmi_state_dict(_read_checkpoint(path), config.architecture), path, what)
+
+    device = choose_device()
+    test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
+    model = model.to(device).eval()
+    predictions = predict(model, normalize(test.images, info), EVALUATION_BATCH_SIZE).argmax(1)
+    acc1 = 100.0 * (predictions == test.labels).double().mean().item()
+    print(f"[released teacher {config.dataset} {config.architecture}] test acc1 {acc1:.2f}")
+    run_hash = config_hash(config)
+    write_run_outputs(
+        out_dir,
+        model_file="teacher.pt",
+        save_model_file=lambda target: save_model(
+            target, model, config.architecture, config.dataset, {"config_hash": run_hash}
+        ),
+        metrics={
+            "kind": "teacher",
+            "status": "completed",
+            "run": {
+                "protocol": config.protocol,
+                "dataset": config.dataset,
+                "architecture": config.architecture,
+                "seed": None,
+            },
+            "provenance": {
+                **collect(device, False, run_hash),
+                "released": {"file": str(path), "sha256": digest, "source": config.source},
+            },
+            "config": to_dict(config),
+            "summary": {"final_acc1": acc1, "train_hours": 0.0},
+            "total_hours": (time.perf_counter() - started) / 3600.0,
+        },
+        history=[{"epoch": 0, "acc1": acc1}],
+        device=device,
+    )
+    return 0
