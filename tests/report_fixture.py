@@ -44,7 +44,11 @@ GIB = 2**30
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 DATE_EPOCH = "1704153600"  # 2024-01-02 UTC
 PUBLISHED = {
-    "sources": {"cudfkd": "CuDFKD Table 1", "cmi": "CMI Table_1 & 5% more"},
+    "verdict_tolerance": 1.0,
+    "sources": {
+        "cudfkd": {"citation": "CuDFKD Table 1", "selection": "best over trials"},
+        "cmi": {"citation": "CMI Table_1 & 5% more", "selection": "best epoch"},
+    },
     "teachers": {
         "digits": {"cnn_small": {"acc1": 91.0, "agree1": None, "lp": None, "source": "cudfkd"}}
     },

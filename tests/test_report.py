@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -70,13 +72,13 @@ def test_only_the_best_mean_of_each_pair_is_bold(report: dict[str, Any]) -> None
 def test_published_numbers_sit_beside_the_matching_cells(report: dict[str, Any]) -> None:
     cells = _comparison(report)
     acc1, agree1, lp, lp_code = cells[("dfq", PAIRS[0])]
-    assert acc1.endswith("[93.33]")
+    assert acc1.endswith("[93.33] ✓")
     assert agree1.endswith("[95.50]")
     assert "[" not in lp  # published L_p follow the authors' code, not Eq. 14
     assert lp_code.endswith("[0.8123]")
     assert all("[" not in cell for cell in cells[("dafl_bn", PAIRS[0])])
     acc1, agree1, _, _ = cells[("dafl_bn", PAIRS[1])]
-    assert acc1.endswith("[95.01]")
+    assert acc1.endswith("[95.01] ✗")
     assert "[" not in agree1  # published as null
     assert cells[("Teacher", PAIRS[0])] == ["90.79 [91.00]", "–", "–", "–"]
     assert cells[("Teacher", PAIRS[1])][0] == "94.10"
@@ -128,6 +130,7 @@ def test_mu_sigma2_and_oracle_per_group(report: dict[str, Any], pair: str, metho
     assert row["μ (%)"] == _expected([w.mean() for w in windows], 2)
     assert row["σ²"] == _expected([w.var(ddof=0) for w in windows], 2)
     assert row["Best Acc@1 (%), oracle"] == _expected([c.max() for c in curves], 2)
+    assert row["Best of seeds (%), oracle"] == f"{max(c.max() for c in curves):.2f}"
 
 
 @pytest.mark.parametrize("pair", PAIRS)
@@ -182,3 +185,46 @@ def test_memory_uses_the_device_peak_or_labels_host_rss(report: dict[str, Any]) 
     table = _stability(report)
     assert table[(PAIRS[0], "dfq")]["Peak memory (GiB)"] == "1.50 (host RSS)"
     assert table[(PAIRS[1], "dfq")]["Peak memory (GiB)"] == "2.00"
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def test_a_verdict_uses_the_interval_from_three_seeds_and_the_tolerance_below() -> None:
+    from dfkd.reporting.verdicts import verdict
+
+    inside = verdict(90.0, 88.0, 92.0, 91.5, tolerance=0.1)
+    assert (inside.reproduced, inside.rule, inside.delta) == (True, "interval", -1.5)
+    outside = verdict(90.0, 88.0, 92.0, 92.5, tolerance=5.0)  # the tolerance does not apply
+    assert (outside.reproduced, outside.delta) == (False, -2.5)
+    near = verdict(90.0, float("nan"), float("nan"), 91.0, tolerance=1.0)
+    assert (near.reproduced, near.rule) == (True, "tolerance")
+    assert not verdict(90.0, float("nan"), float("nan"), 91.01, tolerance=1.0).reproduced
+    assert verdict(float("nan"), float("nan"), float("nan"), 91.0, tolerance=1.0) is None
+
+
+def test_every_published_cell_has_a_verdict_in_the_tables_and_the_csv(
+    report: dict[str, Any],
+) -> None:
+    # dfq on the first pair: 3 seeds, the published 93.33 inside their Student-t interval.
+    finals = np.array(FINAL[(PAIRS[0], "dfq")])
+    half = scipy_stats.t.ppf(0.975, 2) * finals.std(ddof=1) / np.sqrt(3)
+    assert finals.mean() - half <= 93.33 <= finals.mean() + half
+    # dafl_bn on the second pair: 2 completed seeds, 93.75, more than 1 point from 95.01.
+    summary = (
+        "1 of 2 cells with a published Acc@1 reproduced (the published value inside the 95% "
+        "interval over seeds; or within 1 points of the mean (fewer than 3 seeds))"
+    )
+    assert f"**{summary}.**" in report["markdown"]
+    assert summary.replace("%", r"\%") + "." in report["latex"]
+    assert r"[93.33] \checkmark" in report["latex"] and r"[95.01] $\times$" in report["latex"]
+    csv_text = (report["out"] / "digits_runs.csv").read_text()
+    runs = list(csv.DictReader(io.StringIO(csv_text)))
+    rows = {(row["pair"], row["method"], row["seed"]): row for row in runs}
+    dfq = rows[(PAIRS[0], "dfq", "0")]
+    assert dfq["verdict"] == "reproduced"
+    assert float(dfq["delta_acc1"]) == pytest.approx(finals.mean() - 93.33)
+    dafl = rows[(PAIRS[1], "dafl_bn", "1")]
+    assert (dafl["verdict"], float(dafl["published_acc1"])) == ("not reproduced", 95.01)
+    assert rows[(PAIRS[0], "dafl_bn", "0")]["verdict"] == ""  # nothing published

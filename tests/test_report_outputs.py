@@ -85,7 +85,7 @@ def test_latex_rows_have_as_many_cells_as_columns(report: dict[str, Any]) -> Non
         cells = re.split(r"(?<!\\)&", row)
         spans = [re.match(r"\s*\\multicolumn\{(\d+)\}", cell) for cell in cells]
         widths.add(sum(int(span.group(1)) if span else 1 for span in spans))
-    assert widths == {1 + 4 * len(PAIRS), 12}
+    assert widths == {1 + 4 * len(PAIRS), 13}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dfkd.config.settings import (
     Experiment,
     MethodParams,
     PublishedResult,
+    PublishedSource,
     ReleasedTeachers,
     SuiteParams,
     TeacherRecipe,
@@ -178,11 +179,13 @@ def _is_pair(pair: str) -> bool:
 
 def _load_published(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
-    if not isinstance(data, Mapping) or set(data) != {"sources", "teachers", "results", "notes"}:
-        raise ConfigError(
-            f"{path}: expected exactly the keys 'sources', 'teachers', 'results' and 'notes'"
-        )
-    sources = from_dict(dict[str, str], data["sources"], str(path), "sources")
+    keys = {"verdict_tolerance", "sources", "teachers", "results", "notes"}
+    if not isinstance(data, Mapping) or set(data) != keys:
+        raise ConfigError(f"{path}: expected exactly the keys {', '.join(sorted(keys))}")
+    tolerance = from_dict(float, data["verdict_tolerance"], str(path), "verdict_tolerance")
+    if not tolerance >= 0:
+        raise ConfigError(f"{path}: verdict_tolerance: got {tolerance}; expected >= 0 points")
+    sources = from_dict(dict[str, PublishedSource], data["sources"], str(path), "sources")
     notes = from_dict(dict[str, str], data["notes"], str(path), "notes")
     teachers = from_dict(
         dict[str, dict[str, PublishedResult]], data["teachers"], str(path), "teachers"
@@ -203,7 +206,10 @@ def _load_published(path: Path) -> dict[str, Any]:
                 f"{path}: {key}.source: unknown source '{result.source}'; "
                 f"have: {', '.join(sources)}"
             )
-    return {"sources": sources, "teachers": teachers, "results": results, "notes": notes}
+    return {
+        "verdict_tolerance": tolerance, "sources": sources, "teachers": teachers,
+        "results": results, "notes": notes,
+    }  # fmt: skip
 
 
 def _cross_check(

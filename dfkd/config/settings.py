@@ -175,6 +175,12 @@ class ReleasedTeachers:
 
 
 @dataclass(frozen=True)
+class PublishedSource:
+    citation: str  # where the numbers are printed, and under what budget
+    selection: str  # how its numbers were selected (best epoch, best over trials, ...)
+
+
+@dataclass(frozen=True)
 class PublishedResult:
     acc1: float
     agree1: float | None

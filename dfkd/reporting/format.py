@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dfkd.errors import UserError
+from dfkd.reporting.verdicts import Verdict, cell_verdicts, summary_line
 
 GIB = 2.0**30
 
@@ -84,6 +85,8 @@ class Dialect:
     """Markup of one output format; cells are composed from these pieces."""
 
     missing = "–"
+    reproduced = "✓"  # the verdict marks (dfkd/reporting/verdicts.py)
+    not_reproduced = "✗"
 
     def escape(self, text: str) -> str:
         raise NotImplementedError
@@ -123,6 +126,8 @@ _LATEX_SPECIALS = {
 
 class Latex(Dialect):
     missing = "--"
+    reproduced = r"\checkmark"  # amssymb
+    not_reproduced = r"$\times$"
 
     def escape(self, text: str) -> str:
         return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
@@ -174,7 +179,11 @@ def _teacher_cells(
 
 
 def _method_cells(
-    row: Mapping[str, Any], paper: Mapping[str, Any], best: float | None, dialect: Dialect
+    row: Mapping[str, Any],
+    paper: Mapping[str, Any],
+    best: float | None,
+    found: Verdict | None,
+    dialect: Dialect,
 ) -> list[str]:
     cells = []
     for column, decimals, published_key in COMPARISON_COLUMNS:
@@ -186,6 +195,8 @@ def _method_cells(
         text = text or dialect.missing
         if published_key:
             text += published_suffix(paper.get(published_key), decimals)
+        if column == "final_acc1" and found is not None:
+            text += " " + (dialect.reproduced if found.reproduced else dialect.not_reproduced)
         cells.append(text)
     return cells
 
@@ -194,6 +205,7 @@ def _comparison_rows(
     groups: pd.DataFrame,
     teacher_acc1: Mapping[str, tuple[float, float, int]],
     published: Mapping[str, Any],
+    verdicts: Mapping[tuple[str, str], Verdict],
     dialect: Dialect,
 ) -> list[dict[str, Any]]:
     """The "Teacher" row, then one row per method; four cells per pair."""
@@ -214,7 +226,8 @@ def _comparison_rows(
                 cells += [dialect.missing] * len(COMPARISON_COLUMNS)
             else:
                 paper = published["results"].get(pair, {}).get(method, {})
-                cells += _method_cells(row, paper, best.get(pair), dialect)
+                found = verdicts.get((pair, method))
+                cells += _method_cells(row, paper, best.get(pair), found, dialect)
         rows.append({"label": method, "cells": cells})
     return rows
 
@@ -289,6 +302,7 @@ def _stability_rows(
             mean_std_cell(row, "mu", dialect, 2),
             mean_std_cell(row, "sigma2", dialect, 2),
             mean_std_cell(row, "best_acc1", dialect, 2),
+            _fixed(row["best_acc1_max"], 2) or dialect.missing,
             hours,
             epochs,
             _memory_cell(row, dialect),
@@ -316,12 +330,16 @@ def build_view(
     """Everything a template needs: pre-formatted cells, header facts and units."""
     units = time_units(groups)
     pairs = groups.drop_duplicates("pair")
+    tolerance = float(published["verdict_tolerance"])
+    verdicts = cell_verdicts(groups, published["results"], tolerance)
     return {
+        "verdict_summary": summary_line(verdicts, tolerance),
+        "tolerance": f"{tolerance:g}",
         "facts": facts,
         "threshold": f"{facts.accuracy_threshold:g}",
         "label": f"tab:{facts.dataset}-dfkd",
         "pairs": list(zip(pairs["teacher"], pairs["student"], strict=True)),
-        "comparison_rows": _comparison_rows(groups, teacher_acc1, published, dialect),
+        "comparison_rows": _comparison_rows(groups, teacher_acc1, published, verdicts, dialect),
         "stability_rows": _stability_rows(groups, units, dialect),
         "units": {column: unit for column, (unit, _) in units.items()},
         "any_host_memory": bool(groups["memory_is_host"].any()),

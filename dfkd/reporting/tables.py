@@ -39,6 +39,7 @@ from dfkd.config import read_yaml
 from dfkd.data import dataset_info
 from dfkd.errors import UserError
 from dfkd.reporting.format import Latex, Markdown, ReportFacts, build_view, curves_png, render
+from dfkd.reporting.verdicts import Verdict, cell_verdicts
 from dfkd.stats import aggregate
 
 # Columns of the tidy per-run table, in CSV order.
@@ -51,6 +52,7 @@ RUN_COLUMNS = (
     "train_hours", "total_hours", "peak_device_memory_bytes", "peak_host_memory_bytes",
     "teacher_acc1", "device", "device_name", "git_commit", "git_dirty", "suite_version",
     "lock_sha256", "lock_mismatches", "config_hash", "metrics_path",
+    "published_acc1", "delta_acc1", "verdict",
 )  # fmt: skip
 # Summary entries that describe a finished schedule; blank for a diverged run.
 RESULT_COLUMNS = (
@@ -63,6 +65,9 @@ AGGREGATED = (*RESULT_COLUMNS[:5], *RESULT_COLUMNS[6:], "train_hours", "total_ho
 NUMBER_COLUMNS = (*RESULT_COLUMNS, "train_hours", "total_hours", "peak_device_memory_bytes",
                   "peak_host_memory_bytes", "teacher_acc1")  # fmt: skip
 STATUSES = ("completed", "diverged")
+# Points of Acc@1 within which a cell of fewer than 3 seeds counts as reproduced, where the
+# published file states none.
+DEFAULT_TOLERANCE = 1.0
 
 
 def run_report(arguments: argparse.Namespace) -> int:
@@ -73,6 +78,7 @@ def run_report(arguments: argparse.Namespace) -> int:
     protocol = runs["protocol"].iloc[0]
     teacher_acc1 = load_teachers(arguments.teachers, arguments.dataset, protocol)
     groups = group_table(runs)
+    runs = with_verdicts(runs, groups, published)
     facts = replace(
         report_facts(runs, published, arguments.dataset, title),
         teacher_origins=teacher_origins(arguments.teachers),
@@ -279,6 +285,25 @@ def load_teachers(
     return {name: (s.mean, s.std, s.n) for name, s in summaries.items()}
 
 
+def with_verdicts(
+    runs: pd.DataFrame, groups: pd.DataFrame, published: Mapping[str, Any]
+) -> pd.DataFrame:
+    """The runs with their cell's published Acc@1, delta (ours minus published) and verdict."""
+    verdicts = cell_verdicts(groups, published["results"], float(published["verdict_tolerance"]))
+    found = [verdicts.get(key) for key in zip(runs["pair"], runs["method"], strict=True)]
+    return runs.assign(
+        published_acc1=[v.published if v else None for v in found],
+        delta_acc1=[v.delta if v else None for v in found],
+        verdict=[_verdict_word(v) for v in found],
+    )
+
+
+def _verdict_word(found: Verdict | None) -> str | None:
+    if found is None:
+        return None
+    return "reproduced" if found.reproduced else "not reproduced"
+
+
 def teacher_origins(paths: Sequence[str]) -> list[str]:
     """Where each teacher came from: trained by the suite, or a released file and its hash."""
     origins = []
@@ -306,6 +331,7 @@ def _published_for(published: Any, dataset: str) -> dict[str, Any]:
         "teachers": (published["teachers"] or {}).get(dataset) or {},
         "results": (published["results"] or {}).get(dataset) or {},
         "notes": published.get("notes") or {},
+        "verdict_tolerance": published.get("verdict_tolerance", DEFAULT_TOLERANCE),
     }
 
 
@@ -342,6 +368,8 @@ def group_table(runs: pd.DataFrame, by: Sequence[str] = ("pair", "method")) -> p
             summary = aggregate(pd.to_numeric(completed[column]).astype(float).tolist())
             row[f"{column}_mean"], row[f"{column}_std"] = summary.mean, summary.std
             row[f"{column}_ci_low"], row[f"{column}_ci_high"] = summary.ci_low, summary.ci_high
+        # The analogue of "the highest over all trials" (CuDFKD Table 1): an oracle, not a result.
+        row["best_acc1_max"] = pd.to_numeric(completed["best_acc1"]).astype(float).max()
         # A CPU run has no device memory; its host peak (RSS) stands in, and is labelled so.
         device = pd.to_numeric(group["peak_device_memory_bytes"]).astype(float)
         host = pd.to_numeric(group["peak_host_memory_bytes"]).astype(float)
@@ -378,6 +406,17 @@ def headline_metrics(
     return metrics
 
 
+def _source_text(sources: Mapping[str, Any], key: str) -> str:
+    """ "<citation>; selected as <selection>" (params/published.yaml `sources`)."""
+    source = sources.get(key)
+    if not isinstance(source, Mapping) or not {"citation", "selection"} <= set(source):
+        raise UserError(
+            f"the published file's source '{key}' needs a 'citation' and a 'selection' (how its "
+            "numbers were selected)"
+        )
+    return f"{source['citation']}; selected as {source['selection']}"
+
+
 def report_facts(
     runs: pd.DataFrame, published: Mapping[str, Any], dataset: str, title: str
 ) -> ReportFacts:
@@ -402,7 +441,7 @@ def report_facts(
         published["results"].get(pair, {}).get(method, {}).get("source")
         for pair, method in zip(runs["pair"], runs["method"], strict=True)
     ]
-    sources = [(key, str(published["sources"].get(key, key))) for key in dict.fromkeys(used) if key]
+    sources = [(key, _source_text(published["sources"], key)) for key in dict.fromkeys(used) if key]
     settings = _settings_by_method(runs)
     notes = [
         (str(method), str(published.get("notes", {})[method]))
