@@ -110,6 +110,25 @@ def test_protocols_shorten_schedules_and_scale_milestones(suite):
     )
 
 
+def test_the_cudfkd_table_protocol_runs_every_method_for_that_paper_s_budget(suite):
+    experiments = {
+        name: replace(experiment, protocol="cudfkd_table")
+        for name, experiment in suite.params.experiments.items()
+    }
+    table = replace(suite, params=replace(suite.params, experiments=experiments))
+    for dataset, epochs in (("cifar10", 250), ("cifar100", 300)):
+        for method in ("dafl", "adi", "dfq", "cmi", "cudfkd", "mad"):
+            config = table.run_config(
+                "cudfkd_table", dataset, "resnet34", "resnet18", method, 0, "t.pt"
+            )
+            assert config.loop.epochs == epochs
+            paper = suite.run_config("paper", dataset, "resnet34", "resnet18", method, 0, "t.pt")
+            assert config.loop.rounds_per_epoch == paper.loop.rounds_per_epoch
+            assert config.loop.batch_size == paper.loop.batch_size
+    mad = table.run_config("cudfkd_table", "cifar10", "resnet34", "resnet18", "mad", 0, "t.pt")
+    assert mad.loop.student_optimizer.milestones == (83, 167)  # 100 and 200 of 300 epochs
+
+
 @pytest.mark.parametrize(("rule", "expected"), [("linear", 0.1 / 8), ("sqrt", 0.1 / 8**0.5)])
 def test_a_protocol_batch_scales_the_student_learning_rate_by_its_rule(suite, rule, expected):
     protocol = replace(suite.params.protocols["tiny"], learning_rate_scaling=rule)

@@ -297,7 +297,7 @@ def _check_statistics_window(
             schedule, _ = resolve_method_settings(
                 methods[method], method, dataset, pair, params_dir
             )
-            epochs = protocol.distill_epochs or schedule.epochs
+            epochs = protocol.epochs_for(dataset) or schedule.epochs
             if protocol.stability_start_epoch > epochs:
                 problems.append(
                     f"params.yaml: protocols.{experiment.protocol}.stability_start_epoch: "

@@ -85,6 +85,8 @@ class Protocol:
     description: str
     teacher_epochs: int | None = field(metadata=positive)  # null keeps the published recipe
     distill_epochs: int | None = field(metadata=positive)
+    # Per dataset, in place of distill_epochs (a paper's budget that differs by dataset).
+    distill_epochs_by_dataset: dict[str, int]
     student_steps_per_epoch: int | None = field(metadata=positive)  # rounds repeated to about this
     batch_size: int | None = field(metadata=positive)
     # How a protocol batch moves the student's learning rate; set exactly when batch_size is.
@@ -92,7 +94,16 @@ class Protocol:
     stability_start_epoch: int = field(metadata=positive)  # mu/sigma^2 from this epoch on
     deterministic: bool  # deterministic algorithms, no cuDNN benchmarking
 
+    def epochs_for(self, dataset: str) -> int | None:
+        """The distillation epochs this protocol sets for `dataset`; None keeps the method's."""
+        return self.distill_epochs_by_dataset.get(dataset, self.distill_epochs)
+
     def __post_init__(self) -> None:
+        for dataset, epochs in self.distill_epochs_by_dataset.items():
+            if epochs <= 0:
+                raise ValueError(
+                    f"distill_epochs_by_dataset.{dataset}: got {epochs}; expected a number > 0"
+                )
         if (self.batch_size is None) != (self.learning_rate_scaling is None):
             raise ValueError(
                 "batch_size and learning_rate_scaling: set both (a protocol batch scales the "

@@ -210,13 +210,12 @@ class Suite:
         schedule, hyperparameters = resolve_method_settings(
             self.methods[method], method, dataset, f"{teacher}-{student}", self.params_dir, changes
         )
-        if chosen.distill_epochs is not None:
+        epochs = chosen.epochs_for(dataset)
+        if epochs is not None:
             schedule = replace(
                 schedule,
-                epochs=chosen.distill_epochs,
-                student_optimizer=_scaled(
-                    schedule.student_optimizer, schedule.epochs, chosen.distill_epochs
-                ),
+                epochs=epochs,
+                student_optimizer=_scaled(schedule.student_optimizer, schedule.epochs, epochs),
             )
         if chosen.student_steps_per_epoch is not None:
             target, per_round = chosen.student_steps_per_epoch, schedule.student_steps_per_round
