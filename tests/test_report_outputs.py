@@ -25,6 +25,7 @@ from tests.report_fixture import (
     _teacher_metrics,
     _write_inputs,
 )
+from tests.support import REPOSITORY
 
 # ---------------------------------------------------------------------------------------------
 # Caption and LaTeX
@@ -302,3 +303,46 @@ def test_the_caption_says_where_each_teacher_came_from(tmp_path: Path) -> None:
     markdown = (out / "digits_table.md").read_text()
     assert f"- **Teachers:** {released}; " in markdown
     assert "trained by the suite." in markdown
+
+
+def test_a_cifar_report_marks_its_cells_against_the_published_numbers(tmp_path: Path) -> None:
+    """The fixture's runs as CIFAR-10 runs (dfq and cmi on two published pairs), rendered with
+    the suite's own params/published.yaml."""
+    from scipy import stats as scipy_stats
+
+    arguments = _write_inputs(tmp_path)
+    renamed = {"cnn_small": "resnet34", "cnn_tiny": "resnet18", "dafl_bn": "cmi"}
+    finals: dict[tuple[str, str], list[float]] = {}
+    for path in [Path(p) for p in arguments if p.endswith("metrics.json")]:
+        record = json.loads(path.read_text())
+        run = record["run"]
+        run["dataset"] = "cifar10"
+        for key in ("teacher", "student", "method", "architecture"):
+            if key in run:
+                run[key] = renamed.get(run[key], run[key])
+        if record["kind"] == "distillation" and record["status"] == "completed":
+            key = (f"{run['teacher']}-{run['student']}", run["method"])
+            finals.setdefault(key, []).append(record["summary"]["final_acc1"])
+        path.write_text(json.dumps(record))
+    arguments[arguments.index("--dataset") + 1] = "cifar10"
+    arguments[arguments.index("--published") + 1] = str(REPOSITORY / "params" / "published.yaml")
+    out = tmp_path / "reports"
+    assert main(arguments + _output_arguments(out)) == 0
+    markdown = (out / "digits_table.md").read_text()
+    published = yaml.safe_load((REPOSITORY / "params" / "published.yaml").read_text())
+    tolerance = published["verdict_tolerance"]
+    reproduced = 0
+    for (pair, method), values in finals.items():
+        value = published["results"]["cifar10"][pair][method]["acc1"]
+        mean = float(np.mean(values))
+        if len(values) >= 3:
+            half = scipy_stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1)
+            inside = abs(mean - value) <= half / np.sqrt(len(values))
+        else:
+            inside = abs(mean - value) <= tolerance
+        reproduced += inside
+        assert f"[{value:.2f}] {'✓' if inside else '✗'}" in markdown, (pair, method)
+    assert f"**{reproduced} of {len(finals)} cells with a published Acc@1 reproduced" in markdown
+    assert "\n- **L_p:** Eq. 14" in markdown  # the summary ends its own list item
+    assert "- **Source `cudfkd`:** CuDFKD (Li et al." in markdown
+    assert "selected as the highest per-epoch test accuracy" in markdown
