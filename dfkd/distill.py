@@ -32,6 +32,7 @@ from dfkd.checkpoint import (
     save_run_state,
     seed_everything,
 )
+from dfkd.compute import Compute
 from dfkd.config import RunConfig, config_hash, load_run_config
 from dfkd.data import dataset_info, load_split, normalize
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, evaluate, predict
@@ -48,7 +49,6 @@ from dfkd.runtime import (
     TrainingClock,
     choose_device,
     configure_determinism,
-    memory_format,
     reset_peak_memory,
 )
 from dfkd.schema import from_dict, to_dict
@@ -62,7 +62,8 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     out_dir = Path(out_dir)
     digest = config_hash(config)
     device = choose_device()
-    layout = memory_format(device)
+    compute = Compute(config.compute, device)
+    layout = compute.memory_format
     configure_determinism(config.deterministic, device)
     info = dataset_info(config.dataset)
 
@@ -74,7 +75,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     teacher, teacher_record = load_model(
         config.teacher_checkpoint, config.teacher, config.dataset, info.num_classes
     )
-    teacher = teacher.to(device, memory_format=layout).eval().requires_grad_(False)
+    teacher = compute.prepare(teacher.to(device, memory_format=layout).eval().requires_grad_(False))
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
     test_images = normalize(test.images, info).contiguous(memory_format=layout)
     teacher_logits = predict(teacher, test_images, EVALUATION_BATCH_SIZE)  # fixed for the run
@@ -82,13 +83,16 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
 
     seed_everything(config.seed)
     student = build_model(config.student, info.num_classes).to(device, memory_format=layout)
+    student = compute.prepare(student)
     context = method_context(
-        info, teacher, student, config.loop.batch_size, config.loop.epochs, device, layout
-    )
+        info, teacher, student, config.loop.batch_size, config.loop.epochs, device, layout,
+        compute.optimizer_options,
+    )  # fmt: skip
     method = implementation(method_config, context)
     optimizer, scheduler = build_sgd(
-        student.parameters(), config.loop.student_optimizer, config.loop.epochs
-    )
+        student.parameters(), config.loop.student_optimizer, config.loop.epochs,
+        compute.optimizer_options,
+    )  # fmt: skip
 
     state = LoopState()
     clock = TrainingClock(device)
@@ -139,7 +143,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         with stop.installed():
             state = distill(
                 method, student, optimizer, scheduler, config.loop, state, clock,
-                evaluate_student, save, progress, stop,
+                evaluate_student, save, progress, stop, compute.autocast,
             )  # fmt: skip
     except Diverged as error:
         progress.line(f"diverged: {error}; the last good checkpoint is kept")
@@ -196,6 +200,9 @@ def _metrics(
         else {},
         "epochs_planned": config.loop.epochs,
         "epochs_completed": state.epochs_completed,
-        "provenance": collect(device, config.deterministic, digest),
+        "provenance": {
+            **collect(device, config.deterministic, digest),
+            "compute": Compute(config.compute, device).describe(),
+        },
         "config": to_dict(config),
     }

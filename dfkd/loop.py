@@ -5,6 +5,8 @@
             `generator_steps_per_round` x method.generator_step()   (student frozen, eval mode)
             `student_steps_per_round`   x method.student_loss() -> backward -> SGD step
         student lr schedule step; method.on_epoch_end(epoch)
+    (generator steps and student losses inside the compute mode's autocast; backward outside it
+    for the student, inside a generator step's own optimisation)
         evaluate on the full test set; append to the history; checkpoint
 
 Loss terms are accumulated on the device and read once per epoch, so no step synchronises with
@@ -20,6 +22,7 @@ mode on the CPU.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +153,7 @@ def distill(
     save: Callable[[LoopState], None],
     progress: Progress,
     stop: StopRequest,
+    autocast: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> LoopState:
     """Runs the remaining epochs of `state` and returns it; raises Diverged or Interrupted."""
     device = clock.device
@@ -170,14 +174,17 @@ def distill(
                 _set_trainable(student, False)
                 for step in range(state.generator_steps_done, loop.generator_steps_per_round):
                     global_step = round_index * loop.generator_steps_per_round + step + 1
-                    terms.add("generator", method.generator_step(), global_step)
+                    with autocast():  # the compute mode's (dfkd/compute.py)
+                        generator_terms = method.generator_step()
+                    terms.add("generator", generator_terms, global_step)
                     state.generator_steps_done = step + 1
                     if stop:
                         interrupt(terms)
                 method.finish_synthesis()
             _set_trainable(student, True)
             for step in range(state.student_steps_done, loop.student_steps_per_round):
-                loss_terms = method.student_loss()
+                with autocast():
+                    loss_terms = method.student_loss()
                 optimizer.zero_grad(set_to_none=True)
                 torch.stack(list(loss_terms.values())).sum().backward()
                 optimizer.step()

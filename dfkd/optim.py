@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR
@@ -11,7 +11,10 @@ from dfkd.config import SGDConfig
 
 
 def build_sgd(
-    parameters: Iterable[torch.nn.Parameter], config: SGDConfig, epochs: int
+    parameters: Iterable[torch.nn.Parameter],
+    config: SGDConfig,
+    epochs: int,
+    options: Mapping[str, bool] | None = None,
 ) -> tuple[torch.optim.SGD, LRScheduler]:
     """SGD with momentum and weight decay, and its schedule, stepped once per epoch.
 
@@ -23,6 +26,7 @@ def build_sgd(
         lr=config.learning_rate,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
+        **(options or {}),  # the compute mode's kernels (dfkd/compute.py)
     )
     if config.schedule == "cosine":
         return optimizer, CosineAnnealingLR(optimizer, T_max=epochs)

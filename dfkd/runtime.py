@@ -41,8 +41,9 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
     channels_last on the CPU: oneDNN runs the suite's conv nets faster in it (measured on the
     embedded default: a DFQ run's training 19 s instead of 25 s, max-pooling 12x faster). On
-    CUDA the default layout, since channels_last pays off there with mixed precision, which the
-    suite does not use. Only strides change: every value is computed by the same operations.
+    CUDA the default layout in float32, since channels_last pays off there with mixed precision
+    (the `fast` compute mode, dfkd/compute.py). Only strides change: every value is computed by
+    the same operations.
     """
     return torch.channels_last if device.type == "cpu" else torch.contiguous_format
 

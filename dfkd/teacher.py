@@ -29,6 +29,7 @@ from dfkd.checkpoint import (
     save_run_state,
     seed_everything,
 )
+from dfkd.compute import Compute
 from dfkd.config import config_hash, load_teacher_config
 from dfkd.data import dataset_info, load_split, normalize, training_batch
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
@@ -44,7 +45,6 @@ from dfkd.runtime import (
     TrainingClock,
     choose_device,
     configure_determinism,
-    memory_format,
     reset_peak_memory,
 )
 from dfkd.schema import to_dict
@@ -71,12 +71,16 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
 
     train = load_split(config.dataset, config.data.root, "train", config.data.download).to(device)
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
-    layout = memory_format(device)
+    compute = Compute(config.compute, device)
+    layout = compute.memory_format
     test_images = normalize(test.images, info).contiguous(memory_format=layout)
 
     seed_everything(config.seed)
     model = build_model(config.architecture, info.num_classes).to(device, memory_format=layout)
-    optimizer, scheduler = build_sgd(model.parameters(), recipe.optimizer, recipe.epochs)
+    model = compute.prepare(model)
+    optimizer, scheduler = build_sgd(
+        model.parameters(), recipe.optimizer, recipe.epochs, compute.optimizer_options
+    )
     state, clock = TeacherState(), TrainingClock(device)
     earlier_seconds = 0.0  # wall-clock of the processes before a resume
     saved = load_run_state(out_dir, digest)
@@ -130,7 +134,8 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                         batch * recipe.batch_size : (batch + 1) * recipe.batch_size
                     ]
                     images, labels = training_batch(train, indices, info)
-                    loss = F.cross_entropy(model(images), labels)
+                    with compute.autocast():
+                        loss = F.cross_entropy(model(images), labels)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -181,7 +186,10 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
                 "architecture": config.architecture,
                 "seed": config.seed,
             },
-            "provenance": collect(device, config.deterministic, digest),
+            "provenance": {
+                **collect(device, config.deterministic, digest),
+                "compute": compute.describe(),
+            },
             "config": to_dict(config),
             "summary": {
                 "final_acc1": state.history[-1]["acc1"],

@@ -120,6 +120,8 @@ class Experiment:
     teacher_seed: int
     # `trained` by the suite (params/teachers.yaml) or `released` (params/released_teachers.yaml)
     teacher_source: Literal["trained", "released"]
+    # `eager` (float32, no compilation: the baseline) or `fast` (dfkd/compute.py)
+    compute: Literal["eager", "fast"]
     accuracy_threshold: float = field(metadata=positive)  # percent; t_90 uses 90 on CIFAR-10
 
     def __post_init__(self) -> None:
@@ -219,6 +221,7 @@ class TeacherRunConfig:
     data: DataSettings
     recipe: TeacherRecipe
     deterministic: bool
+    compute: Literal["eager", "fast"]
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ class RunConfig:
     hyperparameters: dict[str, Any]
     statistics: StatisticsConfig
     deterministic: bool
+    compute: Literal["eager", "fast"]
 
 
 def config_hash(config: Any) -> str:

@@ -136,6 +136,7 @@ class Suite:
             data=self.params.data,
             recipe=recipe,
             deterministic=chosen.deterministic,
+            compute=experiment.compute,
         )
 
     def run_config(
@@ -253,6 +254,7 @@ class Suite:
                 accuracy_threshold=experiment.accuracy_threshold,
             ),
             deterministic=chosen.deterministic,
+            compute=experiment.compute,
         )
 
     def _experiment(self, dataset: str, protocol: str) -> Experiment:

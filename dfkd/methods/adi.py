@@ -77,7 +77,10 @@ class ADI(PooledMethod):
             "pixels": pixels,
             "targets": targets,
             "optimizer": torch.optim.Adam(
-                [pixels], lr=self.config.pixel_learning_rate, betas=self.config.pixel_betas
+                [pixels],
+                lr=self.config.pixel_learning_rate,
+                betas=self.config.pixel_betas,
+                **self.context.optimizer_options,
             ),
             "best_loss": torch.full((), torch.inf, device=self.context.device),
             "best_pixels": pixels.detach().clone(),

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -57,6 +57,8 @@ class MethodContext:
     # (low, high) of normalised pixels, each (1, 3, 1, 1): where pixels 0 and 1 land.
     normalized_bounds: tuple[Tensor, Tensor]
     mirror_keeps_label: bool  # may a method's own augmentation flip images?
+    # Keyword arguments for the method's own optimizers (dfkd/compute.py: fused, foreach).
+    optimizer_options: Mapping[str, bool]
 
 
 def method_context(
@@ -67,6 +69,7 @@ def method_context(
     epochs: int,
     device: torch.device,
     memory_format: torch.memory_format,
+    optimizer_options: Mapping[str, bool] | None = None,
 ) -> MethodContext:
     """The context of a run on dataset `info`: its geometry, normalisation and augmentation."""
     return MethodContext(
@@ -83,6 +86,7 @@ def method_context(
         denormalize=functools.partial(denormalize, info=info),
         normalized_bounds=normalized_bounds(info, device),
         mirror_keeps_label=info.train_augmentation == "crop_flip",
+        optimizer_options=dict(optimizer_options or {}),
     )
 
 
@@ -186,6 +190,7 @@ class GenerativeMethod(DFKDMethod):
             self.generator.parameters(),
             lr=config.generator_learning_rate,
             betas=config.generator_betas,
+            **context.optimizer_options,
         )
 
     def _latent(self, batch_size: int) -> Tensor:

@@ -103,7 +103,9 @@ class CMI(PooledMethod):
             self.teacher(torch.zeros(1, 3, size, size, device=device))
         dim = sum(m.shape[1] for m in means)
         self.head = ProjectionHead(dim, config.head_dim).to(device)
-        self.head_optimizer = torch.optim.Adam(self.head.parameters(), lr=config.head_learning_rate)
+        self.head_optimizer = torch.optim.Adam(
+            self.head.parameters(), lr=config.head_learning_rate, **context.optimizer_options
+        )
         self.bank = FeatureBank(config.bank_size, 2 * dim, device)  # (local || global)
         self.local_view = LocalView(size, flip=context.mirror_keeps_label)
         self._round: dict[str, Any] | None = None
@@ -130,6 +132,7 @@ class CMI(PooledMethod):
                 [{"params": self.generator.parameters()}, {"params": [z]}],
                 lr=self.config.generator_learning_rate,
                 betas=self.config.generator_betas,
+                **self.context.optimizer_options,
             ),
             "best_loss": torch.full((), torch.inf, device=self.context.device),
             "best_pixels": None,

@@ -135,6 +135,7 @@ class MAD(GenerativeMethod):
             lr=config.generator_learning_rate,
             betas=config.generator_betas,
             weight_decay=config.generator_weight_decay,
+            **context.optimizer_options,
         )
         self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
         self.teacher_batch_norms = BatchNormInputs(self.teacher)

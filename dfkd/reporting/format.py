@@ -54,6 +54,7 @@ class ReportFacts:
     # (method, its (teacher, student) pairs where they ran differently, its loop and options)
     settings: Sequence[tuple[str, Sequence[tuple[str, str]], str]]
     notes: Sequence[tuple[str, str]]  # (method, what to know about its published numbers)
+    computes: Sequence[str]  # the compute modes of the runs, as they ran (dfkd/compute.py)
     date: str
     teacher_origins: Sequence[str] = ()  # trained by the suite, or released (file, SHA-256)
 

@@ -52,7 +52,7 @@ RUN_COLUMNS = (
     "train_hours", "total_hours", "peak_device_memory_bytes", "peak_host_memory_bytes",
     "teacher_acc1", "device", "device_name", "git_commit", "git_dirty", "suite_version",
     "lock_sha256", "lock_mismatches", "config_hash", "metrics_path",
-    "published_acc1", "delta_acc1", "verdict",
+    "published_acc1", "delta_acc1", "verdict", "compute",
 )  # fmt: skip
 # Summary entries that describe a finished schedule; blank for a diverged run.
 RESULT_COLUMNS = (
@@ -180,6 +180,7 @@ def run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("device", "device_name", "git_commit", "git_dirty", "suite_version", "config_hash"):
         row[key] = provenance.get(key)
     row["lock_sha256"] = provenance.get("lock_sha256")
+    row["compute"] = _compute_text(provenance.get("compute"))
     mismatches = provenance.get("lock_mismatches")
     row["lock_mismatches"] = "; ".join(mismatches) if mismatches is not None else None
     for column in NUMBER_COLUMNS:
@@ -296,6 +297,15 @@ def with_verdicts(
         delta_acc1=[v.delta if v else None for v in found],
         verdict=[_verdict_word(v) for v in found],
     )
+
+
+def _compute_text(compute: Mapping[str, Any] | None) -> str:
+    """ "eager: float32, not compiled, default optimizers" (dfkd/compute.py's describe())."""
+    if not compute:
+        return "eager (not recorded)"
+    precision = f"{compute['autocast']} autocast" if compute["autocast"] else "float32"
+    compiled = "compiled" if compute["compiled"] else "not compiled"
+    return f"{compute['mode']}: {precision}, {compiled}, {compute['optimizers']} optimizers"
 
 
 def _verdict_word(found: Verdict | None) -> str | None:
@@ -428,6 +438,7 @@ def report_facts(
         "unknown" if not isinstance(commit, str) else commit[:7] + ("+dirty" if dirty else "")
         for commit, dirty in dict.fromkeys(zip(runs["git_commit"], runs["git_dirty"], strict=True))
     ]
+    computes = list(dict.fromkeys(runs["compute"]))
     environments = [
         "no lock file (installed as a library)"
         if not isinstance(digest, str)
@@ -468,5 +479,6 @@ def report_facts(
         sources=sources,
         settings=settings,
         notes=notes,
+        computes=computes,
         date=now.date().isoformat(),
     )
