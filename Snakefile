@@ -25,6 +25,14 @@ include: "pipelines/reports.smk"
 include: "pipelines/studies.smk"
 
 
+# Light jobs run where Snakemake runs, also with a cluster executor: the data download needs the
+# network, which compute nodes often lack, and a report takes seconds.
+localrules:
+    prepare_data,
+    report,
+    study_report,
+
+
 rule all:
     default_target: True
     input:

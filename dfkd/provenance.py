@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import dfkd
+from dfkd.slots import gpu_slot
 
 
 def _git(*args: str) -> str | None:
@@ -75,6 +76,7 @@ def collect(device: torch.device, deterministic: bool, config_hash: str) -> dict
         "device": device.type,
         "device_name": device_name(device),
         "device_count": torch.cuda.device_count() if device.type == "cuda" else None,
+        "gpu_slot": gpu_slot(),
         "host": socket.gethostname(),
         "cpu_threads": torch.get_num_threads(),
         "deterministic": deterministic,

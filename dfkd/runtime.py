@@ -12,13 +12,19 @@ from contextlib import contextmanager
 
 import torch
 
+from dfkd.slots import gpu_slot
+
 
 def choose_device() -> torch.device:
-    """CUDA when available, else CPU; DFKD_DEVICE (e.g. "cpu", "cuda:1") overrides."""
+    """CUDA when available, else CPU; DFKD_DEVICE (e.g. "cpu", "cuda:1") overrides; with
+    DFKD_GPU_SLOTS, the GPU of the job's slot (dfkd/slots.py)."""
     requested = os.environ.get("DFKD_DEVICE")
     if requested:
         return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    slot = gpu_slot()
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda" if slot is None else f"cuda:{slot}")
 
 
 def configure_determinism(deterministic: bool, device: torch.device) -> None:

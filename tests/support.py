@@ -66,8 +66,11 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
-def run_command(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True)
+def run_command(
+    command: list[str], cwd: Path, check: bool = True, extra_environment: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = {**environment(), **(extra_environment or {})}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
     if check:
         assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result
