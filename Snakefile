@@ -17,6 +17,11 @@ check_params_file("params.yaml")
 configfile: "params.yaml"
 
 
+# `snakemake --report report.html <target>`: the tables, runs and curves of a finished target,
+# with every job's runtime.
+report: "reports/captions/workflow.rst"
+
+
 include: "pipelines/common.smk"
 include: "pipelines/data.smk"
 include: "pipelines/teachers.smk"

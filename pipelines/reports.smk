@@ -8,11 +8,24 @@ rule report:
         published="params/published.yaml",
         templates=["reports/templates/table.md.j2", "reports/templates/table.tex.j2"],
     output:
-        markdown="reports/{experiment}_table.md",
+        # report(): what `snakemake --report` shows of a finished target.
+        markdown=report(
+            "reports/{experiment}_table.md",
+            caption="../reports/captions/table.rst",
+            category="{experiment}",
+        ),
         latex="reports/{experiment}_table.tex",
-        runs_csv="reports/{experiment}_runs.csv",
+        runs_csv=report(
+            "reports/{experiment}_runs.csv",
+            caption="../reports/captions/runs.rst",
+            category="{experiment}",
+        ),
         metrics="reports/{experiment}_metrics.json",
-        curves="reports/{experiment}_curves.png",
+        curves=report(
+            "reports/{experiment}_curves.png",
+            caption="../reports/captions/curves.rst",
+            category="{experiment}",
+        ),
     params:
         templates=lambda w, input: Path(input.templates[0]).parent,
     log:

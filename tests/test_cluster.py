@@ -74,6 +74,12 @@ def test_concurrent_jobs_of_the_gpu_profile_run_on_distinct_slots(tmp_path):
         slots.append(json.loads((record / "metrics.json").read_text())["provenance"]["gpu_slot"])
     assert sorted(slots) == [0, 1]  # the two seeds ran at once, each in its own slot
 
+    # Snakemake's own HTML report of the finished target: tables, runs, curves, job runtimes.
+    run_command(["snakemake", "--report", "report.html", "reports/digits_table.md"], repository)
+    html = (repository / "report.html").read_text(errors="replace")
+    for name in ("digits_table.md", "digits_runs.csv", "digits_curves.png", "train_teacher"):
+        assert name in html, name
+
 
 @pytest.mark.parametrize("name", REPOSITORY_PROFILES)
 def test_every_profile_names_only_rules_of_the_workflow(name):
