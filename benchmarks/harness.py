@@ -182,8 +182,10 @@ def _loop_check(
     per epoch; the ratio to the same round composed from the step times."""
     n_g = min(schedule.generator_steps_per_round, arguments.loop_steps)
     n_s = min(schedule.student_steps_per_round, arguments.loop_steps)
+    optimizer_config = replace(schedule.student_optimizer, milestones=())  # a few epochs only
     loop = replace(schedule, epochs=arguments.windows, rounds_per_epoch=arguments.loop_rounds,
-                   generator_steps_per_round=n_g, student_steps_per_round=n_s)  # fmt: skip
+                   generator_steps_per_round=n_g, student_steps_per_round=n_s,
+                   student_optimizer=optimizer_config)  # fmt: skip
     device = compute.device
     ends: list[float] = []
 
