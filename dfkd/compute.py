@@ -16,6 +16,10 @@ augmentation, the pools' uint8 quantisation) and removes waste:
 Both modes already skip what no step needs (the loop's contract): the teacher never has weight
 gradients, the student has none during generator steps, samples for student steps are drawn
 without an autograd graph, and nothing synchronises with the host inside an epoch.
+
+The tests run both modes on the CPU only; the CUDA side of `fast` is checked by
+benchmarks/gpu/check.sh on a GPU, which also shows what the BN-statistics hooks (dfkd/hooks.py)
+cost a compiled teacher.
 """
 
 from __future__ import annotations

@@ -28,16 +28,15 @@ from typing import Any
 
 import torch
 
-from dfkd.checkpoint import save_model
 from dfkd.config import config_hash, load_import_config
 from dfkd.data import dataset_info, load_split, normalize
 from dfkd.errors import CheckpointError
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
 from dfkd.models import build_model
-from dfkd.outputs import write_run_outputs
 from dfkd.provenance import collect
 from dfkd.runtime import choose_device
 from dfkd.schema import to_dict
+from dfkd.teacher import write_teacher_outputs
 from dfkd.workflow import sha256_of
 
 # (pattern anchored at the start of a key, replacement) per model family, applied in order.
@@ -147,30 +146,16 @@ def import_released_teacher(config_path: str | Path, out_dir: str | Path) -> int
     acc1 = 100.0 * (predictions == test.labels).double().mean().item()
     print(f"[released teacher {config.dataset} {config.architecture}] test acc1 {acc1:.2f}")
     run_hash = config_hash(config)
-    write_run_outputs(
-        out_dir,
-        model_file="teacher.pt",
-        save_model_file=lambda target: save_model(
-            target, model, config.architecture, config.dataset, {"config_hash": run_hash}
-        ),
-        metrics={
-            "kind": "teacher",
-            "status": "completed",
-            "run": {
-                "protocol": config.protocol,
-                "dataset": config.dataset,
-                "architecture": config.architecture,
-                "seed": None,
-            },
-            "provenance": {
-                **collect(device, False, run_hash),
-                "released": {"file": str(path), "sha256": digest, "source": config.source},
-            },
-            "config": to_dict(config),
-            "summary": {"final_acc1": acc1, "train_hours": 0.0},
-            "total_hours": (time.perf_counter() - started) / 3600.0,
+    write_teacher_outputs(
+        out_dir, model, config.protocol, config.dataset, config.architecture, None, run_hash,
+        provenance={
+            **collect(device, False, run_hash),
+            "released": {"file": str(path), "sha256": digest, "source": config.source},
         },
+        config=to_dict(config),
+        train_hours=0.0,
+        total_hours=(time.perf_counter() - started) / 3600.0,
         history=[{"epoch": 0, "acc1": acc1}],
         device=device,
-    )
+    )  # fmt: skip
     return 0

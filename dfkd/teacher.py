@@ -171,34 +171,51 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     finally:
         progress.close()
 
+    write_teacher_outputs(
+        out_dir, model, config.protocol, config.dataset, config.architecture, config.seed,
+        digest,
+        provenance={
+            **collect(device, config.deterministic, digest),
+            "compute": compute.describe(),
+        },
+        config=to_dict(config),
+        train_hours=clock.elapsed_seconds / 3600.0,
+        total_hours=total_seconds() / 3600.0,
+        history=state.history,
+        device=device,
+    )  # fmt: skip
+    remove_run_state(out_dir)
+    return 0
+
+
+def write_teacher_outputs(
+    out_dir: Path, model: torch.nn.Module, protocol: str, dataset: str, architecture: str,
+    seed: int | None, digest: str, provenance: dict[str, Any], config: dict[str, Any],
+    train_hours: float, total_hours: float, history: list[dict[str, Any]],
+    device: torch.device,
+) -> None:  # fmt: skip
+    """A teacher's `teacher.pt`, `history.csv` and `metrics.json` (last), trained by the suite
+    or released (dfkd/released.py): its test accuracy is the last history record's."""
     write_run_outputs(
         out_dir,
         model_file="teacher.pt",
         save_model_file=lambda path: save_model(
-            path, model, config.architecture, config.dataset, {"config_hash": digest}
+            path, model, architecture, dataset, {"config_hash": digest}
         ),
         metrics={
             "kind": "teacher",
             "status": "completed",
             "run": {
-                "protocol": config.protocol,
-                "dataset": config.dataset,
-                "architecture": config.architecture,
-                "seed": config.seed,
+                "protocol": protocol,
+                "dataset": dataset,
+                "architecture": architecture,
+                "seed": seed,
             },
-            "provenance": {
-                **collect(device, config.deterministic, digest),
-                "compute": compute.describe(),
-            },
-            "config": to_dict(config),
-            "summary": {
-                "final_acc1": state.history[-1]["acc1"],
-                "train_hours": clock.elapsed_seconds / 3600.0,
-            },
-            "total_hours": total_seconds() / 3600.0,
+            "provenance": provenance,
+            "config": config,
+            "summary": {"final_acc1": history[-1]["acc1"], "train_hours": train_hours},
+            "total_hours": total_hours,
         },
-        history=state.history,
+        history=history,
         device=device,
     )
-    remove_run_state(out_dir)
-    return 0
