@@ -1,13 +1,11 @@
 """Profiles for running the suite on more than one device."""
 
-import json
 import os
 
 import pytest
 import yaml
 
 from dfkd.errors import UserError
-from tests.support import copy_repository, run_command, shrink_tiny_protocol
 
 REPOSITORY_PROFILES = ("default", "gpus", "slurm")
 
@@ -55,30 +53,6 @@ def _wait_for(condition, seconds: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
-
-
-@pytest.mark.slow
-def test_concurrent_jobs_of_the_gpu_profile_run_on_distinct_slots(tmp_path):
-    repository = copy_repository(tmp_path / "repository")
-    shrink_tiny_protocol(repository, methods=["dfq"])
-    profile = repository / "profiles" / "gpus" / "config.yaml"
-    settings = yaml.safe_load(profile.read_text())
-    settings.update(resources=["gpu=2"], cores=2)
-    profile.write_text(yaml.safe_dump(settings))
-    environment = {"DFKD_GPU_SLOTS": "2"}
-    command = ["snakemake", "--workflow-profile", "profiles/gpus", "reports/digits_table.md"]
-    run_command(command, repository, extra_environment=environment)
-    slots = []
-    for seed in (0, 1):
-        record = repository / f"results/tiny/digits/runs/cnn_small-cnn_tiny/dfq/seed{seed}"
-        slots.append(json.loads((record / "metrics.json").read_text())["provenance"]["gpu_slot"])
-    assert sorted(slots) == [0, 1]  # the two seeds ran at once, each in its own slot
-
-    # Snakemake's own HTML report of the finished target: tables, runs, curves, job runtimes.
-    run_command(["snakemake", "--report", "report.html", "reports/digits_table.md"], repository)
-    html = (repository / "report.html").read_text(errors="replace")
-    for name in ("digits_table.md", "digits_runs.csv", "digits_curves.png", "train_teacher"):
-        assert name in html, name
 
 
 @pytest.mark.parametrize("name", REPOSITORY_PROFILES)

@@ -148,6 +148,13 @@ def test_dvc_repro_with_parallel_jobs_equals_serial_runs_of_its_configs(tmp_path
     assert "final_acc1_mean" in shown
     status = run_command([str(BIN / "dvc"), "status", "benchmark@digits"], repository).stdout
     assert "up to date" in status
+    # Snakemake's own HTML report of the finished target: tables, runs, curves, job runtimes.
+    report = [str(BIN / "snakemake"), "--report", "report.html", "reports/digits_table.md"]
+    run_command(report, repository)
+    html = (repository / "report.html").read_text(errors="replace")
+    for name in ("digits_table.md", "digits_runs.csv", "digits_curves.png", "train_teacher"):
+        assert name in html, name
+    (repository / "report.html").unlink()
 
     # A changed hyperparameter re-runs exactly the runs it affects (and the report).
     methods = repository / "params/methods/dfq.yaml"
