@@ -91,7 +91,9 @@ def _peak(device: torch.device, compute: Compute) -> float | None:
     return next((peaks[precision] for key, peaks in PEAKS.items() if key in name), None)
 
 
-class _Silent(Progress):
+class SilentProgress(Progress):
+    """The loop's progress reporting, kept quiet while a benchmark times it."""
+
     def advance(self) -> None:
         pass
 
@@ -198,7 +200,7 @@ def _loop_check(
     began = time.perf_counter()
     distill(
         method, student, optimizer, scheduler, loop, LoopState(), TrainingClock(device),
-        window_end, lambda state: None, _Silent("harness", loop.epochs, 1, "round"),
+        window_end, lambda state: None, SilentProgress("harness", loop.epochs, 1, "round"),
         StopRequest(), compute.autocast,
     )  # fmt: skip
     windows = [b - a for a, b in zip([began, *ends[:-1]], ends, strict=True)]

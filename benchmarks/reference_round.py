@@ -37,6 +37,7 @@ from types import SimpleNamespace
 
 import torch
 
+from benchmarks.harness import SilentProgress
 from dfkd.compute import Compute
 from dfkd.config import load_suite, read_yaml
 from dfkd.data import dataset_info
@@ -45,21 +46,12 @@ from dfkd.methods import METHODS
 from dfkd.methods.base import method_context
 from dfkd.models import build_model
 from dfkd.optim import build_sgd
-from dfkd.progress import Progress
 from dfkd.provenance import device_name
 from dfkd.runtime import StopRequest, TrainingClock, choose_device, synchronize
 from dfkd.schema import from_dict
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "benchmarks" / "results"
-
-
-class _Silent(Progress):
-    def advance(self) -> None:
-        pass
-
-    def epoch(self, record: dict) -> None:
-        pass
 
 
 def our_round(pair: str, batch: int, compute: Compute):
@@ -84,7 +76,7 @@ def our_round(pair: str, batch: int, compute: Compute):
 
     def run() -> None:
         distill(method, student, optimizer, scheduler, loop, LoopState(), TrainingClock(device),
-                dict, lambda state: None, _Silent("ours", 1, 1, "round"), StopRequest(),
+                dict, lambda state: None, SilentProgress("ours", 1, 1, "round"), StopRequest(),
                 compute.autocast)  # fmt: skip
 
     return run, (loop.generator_steps_per_round, loop.student_steps_per_round)

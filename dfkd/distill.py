@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dfkd.checkpoint import (
     capture_rng,
     load_model,
@@ -161,7 +159,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         save_model_file=lambda path: save_model(
             path, student, config.student, config.dataset, {"config_hash": digest}
         ),
-        metrics=_metrics(config, digest, state, divergence, teacher_acc1, teacher_record, device)
+        metrics=_metrics(config, digest, state, divergence, teacher_acc1, teacher_record, compute)
         | {"total_hours": total_seconds() / 3600.0},
         history=state.history,
         device=device,
@@ -178,7 +176,7 @@ def _metrics(
     divergence: dict[str, Any] | None,
     teacher_acc1: float,
     teacher_record: dict[str, Any],
-    device: torch.device,
+    compute: Compute,
 ) -> dict[str, Any]:
     return {
         "kind": "distillation",
@@ -201,8 +199,8 @@ def _metrics(
         "epochs_planned": config.loop.epochs,
         "epochs_completed": state.epochs_completed,
         "provenance": {
-            **collect(device, config.deterministic, digest),
-            "compute": Compute(config.compute, device).describe(),
+            **collect(compute.device, config.deterministic, digest),
+            "compute": compute.describe(),
         },
         "config": to_dict(config),
     }

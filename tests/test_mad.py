@@ -192,7 +192,8 @@ def test_eq11_terms_on_a_hand_built_case(suite):
     with torch.no_grad():
         method.embeddings.weight.mul_(1.5)  # norms about 24, above gamma sqrt(256) = 17.6
     torch.manual_seed(9)
-    z, y = torch.randn(8, 256), torch.randint(10, (8,))
+    torch.randn(8, 256)  # z, which the step draws before y
+    y = torch.randint(10, (8,))
     images = method.context.normalize(torch.sigmoid(u.detach()))
     bn = _LayerInputs(method.teacher, nn.BatchNorm2d)
     with torch.no_grad():
@@ -201,7 +202,6 @@ def test_eq11_terms_on_a_hand_built_case(suite):
     with torch.no_grad():
         student = method.student(images)
         norms = torch.linalg.vector_norm(method.embeddings(y), dim=1).numpy()
-    del z
     torch.manual_seed(9)
     terms = method.generator_step()
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from dfkd.errors import UserError
-from dfkd.reporting.verdicts import Verdict, cell_verdicts, summary_line
+from dfkd.reporting.verdicts import Verdict, summary_line
 
 GIB = 2.0**30
 
@@ -326,13 +326,13 @@ def build_view(
     teacher_acc1: Mapping[str, tuple[float, float, int]],
     published: Mapping[str, Any],
     facts: ReportFacts,
+    verdicts: Mapping[tuple[str, str], Verdict],
     dialect: Dialect,
 ) -> dict[str, Any]:
     """Everything a template needs: pre-formatted cells, header facts and units."""
     units = time_units(groups)
     pairs = groups.drop_duplicates("pair")
-    tolerance = float(published["verdict_tolerance"])
-    verdicts = cell_verdicts(groups, published["results"], tolerance)
+    tolerance = published["verdict_tolerance"]
     return {
         "verdict_summary": summary_line(verdicts, tolerance),
         "tolerance": f"{tolerance:g}",

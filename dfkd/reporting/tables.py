@@ -65,9 +65,6 @@ AGGREGATED = (*RESULT_COLUMNS[:5], *RESULT_COLUMNS[6:], "train_hours", "total_ho
 NUMBER_COLUMNS = (*RESULT_COLUMNS, "train_hours", "total_hours", "peak_device_memory_bytes",
                   "peak_host_memory_bytes", "teacher_acc1")  # fmt: skip
 STATUSES = ("completed", "diverged")
-# Points of Acc@1 within which a cell of fewer than 3 seeds counts as reproduced, where the
-# published file states none.
-DEFAULT_TOLERANCE = 1.0
 
 
 def run_report(arguments: argparse.Namespace) -> int:
@@ -76,12 +73,12 @@ def run_report(arguments: argparse.Namespace) -> int:
     published = _published_for(read_yaml(Path(arguments.published)), arguments.dataset)
     runs, histories = load_runs(arguments.runs, arguments.dataset)
     protocol = runs["protocol"].iloc[0]
-    teacher_acc1 = load_teachers(arguments.teachers, arguments.dataset, protocol)
+    teacher_acc1, origins = load_teachers(arguments.teachers, arguments.dataset, protocol)
     groups = group_table(runs)
-    runs = with_verdicts(runs, groups, published)
+    verdicts = cell_verdicts(groups, published["results"], published["verdict_tolerance"])
+    runs = with_verdicts(runs, verdicts)
     facts = replace(
-        report_facts(runs, published, arguments.dataset, title),
-        teacher_origins=teacher_origins(arguments.teachers),
+        report_facts(runs, published, arguments.dataset, title), teacher_origins=origins
     )
 
     outputs: dict[str, str | bytes] = {}
@@ -91,7 +88,7 @@ def run_report(arguments: argparse.Namespace) -> int:
         (arguments.latex, "table.tex.j2", Latex()),
     ):
         if out:
-            view = build_view(groups, teacher_acc1, published, facts, dialect)
+            view = build_view(groups, teacher_acc1, published, facts, verdicts, dialect)
             outputs[out] = render(templates, template, view, dialect)
     if arguments.runs_csv:
         outputs[arguments.runs_csv] = runs.to_csv(index=False, lineterminator="\n")
@@ -265,9 +262,11 @@ def load_runs(
 
 def load_teachers(
     paths: Sequence[str], dataset: str, protocol: str
-) -> dict[str, tuple[float, float, int]]:
-    """Final test Acc@1 per teacher architecture: (mean, std, n) over its metrics files."""
+) -> tuple[dict[str, tuple[float, float, int]], list[str]]:
+    """Final test Acc@1 per teacher architecture, (mean, std, n) over its metrics files, and
+    where each teacher came from: trained by the suite, or a released file and its hash."""
     acc1: dict[str, list[float | None]] = {}
+    origins: list[str] = []
     for path in paths:
         record = read_metrics(path, "teacher")
         _check_same(
@@ -282,15 +281,21 @@ def load_teachers(
         )
         architecture = _require(record, path, "run", "architecture")
         acc1.setdefault(architecture, []).append((record.get("summary") or {}).get("final_acc1"))
+        released = (record.get("provenance") or {}).get("released")
+        if released:
+            origins.append(
+                f"{architecture} released ({released['source']}; {Path(released['file']).name}, "
+                f"SHA-256 {released['sha256'][:16]}...)"
+            )
+        else:
+            origins.append(f"{architecture} trained by the suite")
     summaries = {name: aggregate(values) for name, values in acc1.items()}
-    return {name: (s.mean, s.std, s.n) for name, s in summaries.items()}
+    means = {name: (s.mean, s.std, s.n) for name, s in summaries.items()}
+    return means, list(dict.fromkeys(origins))
 
 
-def with_verdicts(
-    runs: pd.DataFrame, groups: pd.DataFrame, published: Mapping[str, Any]
-) -> pd.DataFrame:
+def with_verdicts(runs: pd.DataFrame, verdicts: Mapping[tuple[str, str], Verdict]) -> pd.DataFrame:
     """The runs with their cell's published Acc@1, delta (ours minus published) and verdict."""
-    verdicts = cell_verdicts(groups, published["results"], float(published["verdict_tolerance"]))
     found = [verdicts.get(key) for key in zip(runs["pair"], runs["method"], strict=True)]
     return runs.assign(
         published_acc1=[v.published if v else None for v in found],
@@ -314,34 +319,16 @@ def _verdict_word(found: Verdict | None) -> str | None:
     return "reproduced" if found.reproduced else "not reproduced"
 
 
-def teacher_origins(paths: Sequence[str]) -> list[str]:
-    """Where each teacher came from: trained by the suite, or a released file and its hash."""
-    origins = []
-    for path in paths:
-        record = read_metrics(path, "teacher")
-        architecture = _require(record, path, "run", "architecture")
-        released = (record.get("provenance") or {}).get("released")
-        if released:
-            origins.append(
-                f"{architecture} released ({released['source']}; {Path(released['file']).name}, "
-                f"SHA-256 {released['sha256'][:16]}...)"
-            )
-        else:
-            origins.append(f"{architecture} trained by the suite")
-    return list(dict.fromkeys(origins))
-
-
 def _published_for(published: Any, dataset: str) -> dict[str, Any]:
-    if not isinstance(published, Mapping) or not {"sources", "teachers", "results"} <= set(
-        published
-    ):
-        raise UserError("the published file needs the keys 'sources', 'teachers' and 'results'")
+    needed = {"verdict_tolerance", "sources", "teachers", "results"}
+    if not isinstance(published, Mapping) or not needed <= set(published):
+        raise UserError(f"the published file needs the keys {', '.join(sorted(needed))}")
     return {
         "sources": published["sources"] or {},
         "teachers": (published["teachers"] or {}).get(dataset) or {},
         "results": (published["results"] or {}).get(dataset) or {},
         "notes": published.get("notes") or {},
-        "verdict_tolerance": published.get("verdict_tolerance", DEFAULT_TOLERANCE),
+        "verdict_tolerance": float(published["verdict_tolerance"]),
     }
 
 
