@@ -2,8 +2,12 @@
 # files under params/ through dfkd.config, before any job starts; defines the output layout.
 # Every rule calls the `dfkd` command line of the environment the suite is installed in (see
 # README), so jobs need no per-rule software environment.
+from functools import partial
 from pathlib import Path
 
+import yaml
+
+from dfkd.config import config_hash
 from dfkd.config.studies import TRAINED
 from dfkd.schema import to_dict
 from dfkd.workflow import check_finished_results_or_exit, load_suite_or_exit
@@ -82,30 +86,67 @@ def study_report_inputs(w):
     }
 
 
+# Every job's settings by the folder the job writes. They are also a file named by their digest,
+# one of the job's inputs (settings.smk): a change to them, or to the suite version they hold,
+# re-runs exactly that job and the report, also where Snakemake has no records of its own, as in
+# a fresh clone after `dvc pull` (README, "Clusters").
+TEACHER_SETTINGS, RUN_SETTINGS = {}, {}
+for _dataset in SUITE.params.experiments:
+    _protocol = SUITE.protocol_of(_dataset)
+    for _architecture in SUITE.teachers_of(_dataset):
+        if SUITE.teacher_source(_dataset) == "released":
+            _settings = SUITE.import_teacher_config
+        else:
+            _settings = SUITE.teacher_config
+        TEACHER_SETTINGS[experiment_teacher_dir(_protocol, _dataset, _architecture)] = partial(
+            _settings, _protocol, _dataset, _architecture
+        )
+    for _run in SUITE.runs(_dataset):
+        RUN_SETTINGS[RUN_DIR.format(**_run)] = partial(
+            SUITE.run_config, _run["protocol"], _dataset, _run["teacher"], _run["student"],
+            _run["method"], _run["seed"], teacher_checkpoint(_protocol, _dataset, _run["teacher"]),
+        )  # fmt: skip
+for _study in SUITE.studies.studies.values():
+    _protocol = SUITE.protocol_of(_study.experiment)
+    for _cell in _study.cells.values():
+        if _cell.teacher != TRAINED:
+            _architecture = _study.pair.split("-")[0]
+            _folder = VARIANT_TEACHER_DIR.format(
+                protocol=_protocol, dataset=_study.experiment, variant=_cell.teacher,
+                architecture=_architecture,
+            )  # fmt: skip
+            TEACHER_SETTINGS[_folder] = partial(
+                SUITE.teacher_variant_config, _protocol, _study.experiment, _cell.teacher,
+                _architecture,
+            )  # fmt: skip
+for _name in SUITE.studies.studies:
+    for _run in SUITE.study_runs(_name):
+        _checkpoint = study_teacher_checkpoint(
+            _run["protocol"], _run["dataset"], _name, _run["cell"]
+        )
+        RUN_SETTINGS[STUDY_RUN_DIR.format(**_run)] = partial(
+            SUITE.study_run_config, _name, _run["cell"], _run["seed"], _checkpoint
+        )
+JOB_SETTINGS = TEACHER_SETTINGS | RUN_SETTINGS
+
+
+def job_settings_file(layout):
+    """A rule's input function: the file of its job's settings, named by their digest."""
+
+    def settings_file(w):
+        folder = layout.format(**dict(w.items()))
+        return f"{folder}/settings/{config_hash(JOB_SETTINGS[folder]())}.yaml"
+
+    return settings_file
+
+
 # Finished results that jobs read are checked before any job runs (dfkd/workflow.py).
 check_finished_results_or_exit(
     dataset_records=[
         DATASET_RECORD.format(protocol=SUITE.protocol_of(d), dataset=d)
         for d in SUITE.params.experiments
     ],
-    teacher_dirs=[
-        experiment_teacher_dir(SUITE.protocol_of(d), d, a)
-        for d in SUITE.params.experiments
-        for a in SUITE.teachers_of(d)
-    ]
-    + [
-        VARIANT_TEACHER_DIR.format(
-            protocol=SUITE.protocol_of(study.experiment), dataset=study.experiment,
-            variant=cell.teacher, architecture=study.pair.split("-")[0],
-        )
-        for study in SUITE.studies.studies.values()
-        for cell in study.cells.values()
-        if cell.teacher != TRAINED
-    ],
-    run_dirs=[RUN_DIR.format(**run) for d in SUITE.params.experiments for run in SUITE.runs(d)]
-    + [
-        STUDY_RUN_DIR.format(**run)
-        for study in SUITE.studies.studies
-        for run in SUITE.study_runs(study)
-    ],
+    teacher_dirs=TEACHER_SETTINGS,
+    run_dirs=RUN_SETTINGS,
 )
+

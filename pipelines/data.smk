@@ -12,8 +12,6 @@ rule prepare_data:
         "results/{protocol}/{dataset}/prepare_data.log",
     # On a cluster this runs where the workflow runs, which usually has the network access.
     localrule: True
-    run:
-        shell(
-            "dfkd prepare-data --dataset {wildcards.dataset} --root {params.root}"
-            " {params.download} --record {output} > {log} 2>&1"
-        )
+    shell:
+        "dfkd prepare-data --dataset {wildcards.dataset} --root {params.root}"
+        " {params.download} --record {output} > {log} 2>&1"

@@ -30,11 +30,9 @@ rule report:
         templates=lambda w, input: Path(input.templates[0]).parent,
     log:
         "logs/reports/{experiment}.log",
-    run:
-        shell(
-            "dfkd report --dataset {wildcards.experiment} --runs {input.runs}"
-            " --teachers {input.teachers} --published {input.published}"
-            " --templates {params.templates} --markdown {output.markdown} --latex {output.latex}"
-            " --runs-csv {output.runs_csv} --metrics {output.metrics} --curves {output.curves}"
-            " > {log} 2>&1"
-        )
+    shell:
+        "dfkd report --dataset {wildcards.experiment} --runs {input.runs}"
+        " --teachers {input.teachers} --published {input.published}"
+        " --templates {params.templates} --markdown {output.markdown} --latex {output.latex}"
+        " --runs-csv {output.runs_csv} --metrics {output.metrics} --curves {output.curves}"
+        " > {log} 2>&1"

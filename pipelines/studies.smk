@@ -5,58 +5,41 @@
 
 rule train_teacher_variant:
     input:
-        DATASET_RECORD,
+        dataset=DATASET_RECORD,
+        settings=job_settings_file(VARIANT_TEACHER_DIR),
     output:
         config=f"{VARIANT_TEACHER_DIR}/config.yaml",
         model=f"{VARIANT_TEACHER_DIR}/teacher.pt",
         metrics=f"{VARIANT_TEACHER_DIR}/metrics.json",
         history=f"{VARIANT_TEACHER_DIR}/history.csv",
     params:
-        config=lambda w: to_dict(
-            SUITE.teacher_variant_config(w.protocol, w.dataset, w.variant, w.architecture)
-        ),
         out_dir=lambda w, output: Path(output.model).parent,
     log:
         f"{VARIANT_TEACHER_DIR}/train.log",
     threads: 1
-    run:
-        from dfkd.config import save_config
-
-        save_config(params.config, output.config)
-        shell(
-            "dfkd train-teacher --config {output.config} --out-dir {params.out_dir}"
-            " --threads {threads} > {log} 2>&1"
-        )
+    shell:
+        "cp {input.settings} {output.config} && dfkd train-teacher --config {output.config}"
+        " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
 rule distill_study:
     input:
         dataset=DATASET_RECORD,
         teacher=lambda w: study_teacher_checkpoint(w.protocol, w.dataset, w.study, w.cell),
+        settings=job_settings_file(STUDY_RUN_DIR),
     output:
         config=f"{STUDY_RUN_DIR}/config.yaml",
         student=f"{STUDY_RUN_DIR}/student.pt",
         metrics=f"{STUDY_RUN_DIR}/metrics.json",
         history=f"{STUDY_RUN_DIR}/history.csv",
     params:
-        config=lambda w: to_dict(
-            SUITE.study_run_config(
-                w.study, w.cell, int(w.seed),
-                study_teacher_checkpoint(w.protocol, w.dataset, w.study, w.cell),
-            )
-        ),
         out_dir=lambda w, output: Path(output.metrics).parent,
     log:
         f"{STUDY_RUN_DIR}/distill.log",
     threads: 1
-    run:
-        from dfkd.config import save_config
-
-        save_config(params.config, output.config)
-        shell(
-            "dfkd distill --config {output.config} --out-dir {params.out_dir}"
-            " --threads {threads} > {log} 2>&1"
-        )
+    shell:
+        "cp {input.settings} {output.config} && dfkd distill --config {output.config}"
+        " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
 
 
 rule study_report:
@@ -72,10 +55,8 @@ rule study_report:
         templates=lambda w, input: Path(input.templates[0]).parent,
     log:
         "logs/reports/study_{study}.log",
-    run:
-        shell(
-            "dfkd study-report --study {wildcards.study} --studies {input.studies}"
-            " --runs {input.runs} --teachers {input.teachers} --templates {params.templates}"
-            " --markdown {output.markdown} --latex {output.latex} --runs-csv {output.runs_csv}"
-            " > {log} 2>&1"
-        )
+    shell:
+        "dfkd study-report --study {wildcards.study} --studies {input.studies}"
+        " --runs {input.runs} --teachers {input.teachers} --templates {params.templates}"
+        " --markdown {output.markdown} --latex {output.latex} --runs-csv {output.runs_csv}"
+        " > {log} 2>&1"
