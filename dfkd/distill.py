@@ -133,12 +133,13 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
 
     label = f"{config.method} {config.dataset} {config.teacher}-{config.student} seed{config.seed}"
     progress = Progress(label, config.loop.epochs, config.loop.rounds_per_epoch, "round")
-    progress.start(state.epochs_completed, state.rounds_completed, resumed=saved is not None)
     reset_peak_memory(device)
     stop = StopRequest()
     divergence: dict[str, Any] | None = None
     try:
         with stop.installed():
+            # Its first line once a stop request is caught: a SIGTERM after it is a checkpoint.
+            progress.start(state.epochs_completed, state.rounds_completed, saved is not None)
             state = distill(
                 method, student, optimizer, scheduler, config.loop, state, clock,
                 evaluate_student, save, progress, stop, compute.autocast,

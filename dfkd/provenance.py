@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 import re
 import socket
@@ -78,6 +79,8 @@ def collect(device: torch.device, deterministic: bool, config_hash: str) -> dict
         "device_count": torch.cuda.device_count() if device.type == "cuda" else None,
         "gpu_slot": gpu_slot(),
         "host": socket.gethostname(),
+        # The cluster job that ran it (a requeued or resubmitted job writes its new id).
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cpu_threads": torch.get_num_threads(),
         "deterministic": deterministic,
         "python": platform.python_version(),
