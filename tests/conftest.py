@@ -1,12 +1,14 @@
 """Shared fixtures: the real params files, loaded once per session; the slow tests first."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from dfkd.config import Suite, load_suite, read_yaml
-from tests.support import REPOSITORY
+from tests import services
+from tests.support import REPOSITORY, copy_finished, finished_digits
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +24,29 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return report_outputs(tmp_path_factory.mktemp("report"))
 
 
+@pytest.fixture(scope="session")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shrunk embedded default after `dvc repro` (tests/support.py), one for all workers:
+    read it, or change a `finished_copy`."""
+    base = tmp_path_factory.getbasetemp()
+    return finished_digits(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> str:
+    """This machine's single-node SLURM, started unless it runs (tests/services.py); the name of
+    its partition. Skipped only where its Debian packages cannot be installed."""
+    reason = services.why_not_installable(services.SLURM_PACKAGES) or services.start_slurm()
+    if reason:
+        pytest.skip(f"the SLURM test {reason}")
+    return services.PARTITION
+
+
+@pytest.fixture
+def finished_copy(finished: Path, tmp_path: Path) -> Path:
+    return copy_finished(finished, tmp_path / "repository")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end (slow) tests first: with one worker per core, the longest then run while
     the short ones share what is left."""
@@ -31,3 +56,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Each worker on one thread: the workers already use every core.
     torch.set_num_threads(1)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if not hasattr(session.config, "workerinput"):  # the controller, once every worker is done
+        services.stop_slurm_if_the_tests_started_it()

@@ -1,5 +1,6 @@
 """Helpers for the tests: tiny CPU networks and methods from the real params, repository copies."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,7 +100,9 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def shrink_tiny_protocol(repository: Path, methods: list[str] | None = None) -> None:
+def shrink_tiny_protocol(
+    repository: Path, methods: list[str] | None = None, student_steps_per_epoch: int = 30
+) -> None:
     """Fewer epochs (and, given `methods`, only those methods in the embedded default), for
     tests that compare runs or files rather than judge how well students learn; committed, so
     the copy stays clean."""
@@ -108,9 +111,60 @@ def shrink_tiny_protocol(repository: Path, methods: list[str] | None = None) -> 
     path = repository / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["protocols"]["tiny"].update(
-        teacher_epochs=3, distill_epochs=2, student_steps_per_epoch=30, stability_start_epoch=1
+        teacher_epochs=3,
+        distill_epochs=2,
+        student_steps_per_epoch=student_steps_per_epoch,
+        stability_start_epoch=1,
     )
     if methods is not None:
         params["experiments"]["digits"]["methods"] = methods
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    run_command(["git", "commit", "-qam", "shrink", "--author", "t <t@example.com>"], repository)
+    commit(repository, "params.yaml", "shrink")
+
+
+def commit(repository: Path, path: str, message: str) -> None:
+    run_command(["git", "add", path], repository)
+    command = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit"]
+    run_command([*command, "-qm", message], repository)
+
+
+def shrink_like_finished(repository: Path) -> None:
+    """The protocol of `finished_digits`: DAFL and DFQ (what the tests that read it touch), with
+    runs long enough (a few seconds) to be stopped while they run."""
+    shrink_tiny_protocol(repository, methods=["dafl", "dfq"], student_steps_per_epoch=120)
+
+
+def history_without_timings(run_dir: Path) -> list[dict]:
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    return [{k: v for k, v in epoch.items() if not k.endswith("_seconds")} for epoch in history]
+
+
+def finished_digits(shared: Path) -> Path:
+    """A repository copy under `shared` whose shrunk embedded default (`shrink_like_finished`)
+    `dvc repro` has run to the end under umask 022, committed with its dvc.lock as a user would;
+    built by the first test worker that asks, under a lock, and read by all of them."""
+    import fcntl
+
+    repository = shared / "digits-finished"
+    with (shared / "digits-finished.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (shared / "digits-finished.done").exists():
+            return repository
+        shutil.rmtree(repository, ignore_errors=True)  # a build that failed in another worker
+        copy_repository(repository)
+        shrink_like_finished(repository)
+        previous = os.umask(0o022)  # the usual default, inherited by every job
+        try:
+            run_command([str(BIN / "dvc"), "repro", "benchmark@digits"], repository)
+        finally:
+            os.umask(previous)
+        commit(repository, "dvc.lock", "finished")
+        (shared / "digits-finished.done").touch()
+    return repository
+
+
+def copy_finished(finished: Path, destination: Path) -> Path:
+    """A private copy of a finished repository, with its results, its DVC cache and Snakemake's
+    metadata, file times kept (Snakemake would otherwise see every output as outdated)."""
+    shutil.copytree(finished, destination, symlinks=True)
+    return destination

@@ -16,7 +16,7 @@ import yaml
 from dfkd.atomic import atomic_write_bytes
 from dfkd.errors import DiskFullError
 from dfkd.progress import Progress
-from tests.support import BIN, REPOSITORY, copy_repository, run_command, shrink_tiny_protocol
+from tests.support import BIN, REPOSITORY, copy_repository, run_command
 
 SNAKEMAKE = [str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"]
 # Snakemake's own notices, which it prints before the workflow runs any of its code.
@@ -50,28 +50,6 @@ def _files(directory: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    """A repository copy whose (shrunk) embedded default has run to the end."""
-    repository = copy_repository(tmp_path_factory.mktemp("finished"))
-    shrink_tiny_protocol(repository, methods=["dafl", "dfq"])  # what these tests touch
-    previous = os.umask(0o022)  # the usual default, inherited by every job
-    try:
-        result = _snakemake(repository)
-    finally:
-        os.umask(previous)
-    assert result.returncode == 0, result.stderr
-    return repository
-
-
-@pytest.fixture
-def repository(finished, tmp_path) -> Path:
-    """A private copy of the finished repository (with its results and Snakemake's metadata)."""
-    copy = tmp_path / "repository"
-    shutil.copytree(finished, copy, symlinks=True)
-    return copy
-
-
 TEACHER = "results/tiny/digits/teachers/cnn_small/teacher.pt"
 STUDENT = "results/tiny/digits/runs/cnn_small-cnn_tiny/dfq/seed0/student.pt"
 
@@ -90,7 +68,10 @@ def _foreign(repository: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", [_truncate, _foreign], ids=["truncated", "a student copied"])
-def test_a_damaged_teacher_is_refused_before_any_job_and_finished_runs_survive(repository, damage):
+def test_a_damaged_teacher_is_refused_before_any_job_and_finished_runs_survive(
+    finished_copy, damage
+):
+    repository = finished_copy
     damage(repository)
     before = _files(repository / "results") | _files(repository / "reports")
 
@@ -106,7 +87,8 @@ def test_a_damaged_teacher_is_refused_before_any_job_and_finished_runs_survive(r
 
 
 @pytest.mark.slow
-def test_a_damaged_run_record_is_refused_and_the_reports_survive(repository):
+def test_a_damaged_run_record_is_refused_and_the_reports_survive(finished_copy):
+    repository = finished_copy
     metrics = repository / "results/tiny/digits/runs/cnn_small-cnn_tiny/dafl/seed1/metrics.json"
     metrics.write_text(metrics.read_text()[:100])
     before = _files(repository / "reports")
