@@ -23,7 +23,6 @@ report: "reports/captions/workflow.rst"
 
 
 include: "pipelines/common.smk"
-include: "pipelines/settings.smk"
 include: "pipelines/data.smk"
 include: "pipelines/teachers.smk"
 include: "pipelines/distill.smk"

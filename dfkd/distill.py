@@ -138,8 +138,10 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     divergence: dict[str, Any] | None = None
     try:
         with stop.installed():
-            # Its first line once a stop request is caught: a SIGTERM after it is a checkpoint.
-            progress.start(state.epochs_completed, state.rounds_completed, saved is not None)
+            # Printed once SIGTERM is caught, so a signal after this line always checkpoints.
+            progress.start(
+                state.epochs_completed, state.rounds_completed, resumed=saved is not None
+            )
             state = distill(
                 method, student, optimizer, scheduler, config.loop, state, clock,
                 evaluate_student, save, progress, stop, compute.autocast,

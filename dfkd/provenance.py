@@ -79,7 +79,8 @@ def collect(device: torch.device, deterministic: bool, config_hash: str) -> dict
         "device_count": torch.cuda.device_count() if device.type == "cuda" else None,
         "gpu_slot": gpu_slot(),
         "host": socket.gethostname(),
-        # The cluster job that ran it (a requeued or resubmitted job writes its new id).
+        # The SLURM job that wrote it: one Snakemake submits again has a new id (a job SLURM
+        # itself requeues keeps its id).
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "cpu_threads": torch.get_num_threads(),
         "deterministic": deterministic,

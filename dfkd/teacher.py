@@ -120,8 +120,10 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     stop = StopRequest()
     try:
         with stop.installed():
-            # Its first line once a stop request is caught: a SIGTERM after it is a checkpoint.
-            progress.start(state.epochs_completed, state.batches_completed, saved is not None)
+            # Printed once SIGTERM is caught, so a signal after this line always checkpoints.
+            progress.start(
+                state.epochs_completed, state.batches_completed, resumed=saved is not None
+            )
             for epoch in range(state.epochs_completed + 1, recipe.epochs + 1):
                 if state.order is None:
                     state.order = torch.randperm(len(train), device=device)

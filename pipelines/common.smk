@@ -1,15 +1,13 @@
 # Validates params.yaml (as Snakemake's config, so --config overrides are checked too) and the
 # files under params/ through dfkd.config, before any job starts; defines the output layout.
-# Every rule calls the `dfkd` command line of the environment the suite is installed in (see
-# README), so jobs need no per-rule software environment.
+# Every job runs the `dfkd` command line of the environment the suite is installed in (see
+# README), so no rule needs a software environment of its own.
 from functools import partial
 from pathlib import Path
 
-import yaml
-
-from dfkd.config import config_hash
+from dfkd.atomic import atomic_write_text
+from dfkd.config import config_text
 from dfkd.config.studies import TRAINED
-from dfkd.schema import to_dict
 from dfkd.workflow import check_finished_results_or_exit, load_suite_or_exit
 
 SUITE = load_suite_or_exit(config, "params.yaml", "params")
@@ -86,10 +84,10 @@ def study_report_inputs(w):
     }
 
 
-# Every job's settings by the folder the job writes. They are also a file named by their digest,
-# one of the job's inputs (settings.smk): a change to them, or to the suite version they hold,
-# re-runs exactly that job and the report, also where Snakemake has no records of its own, as in
-# a fresh clone after `dvc pull` (README, "Clusters").
+# Every job's settings by the folder the job writes. They are also a file, one of the job's
+# inputs (job_settings_file): a change to them, or to the suite version they hold, re-runs
+# exactly that job and the report, also where Snakemake has no records of its own, as in a fresh
+# clone after `dvc pull` (README, "Clusters").
 TEACHER_SETTINGS, RUN_SETTINGS = {}, {}
 for _dataset in SUITE.params.experiments:
     _protocol = SUITE.protocol_of(_dataset)
@@ -130,12 +128,26 @@ for _name in SUITE.studies.studies:
 JOB_SETTINGS = TEACHER_SETTINGS | RUN_SETTINGS
 
 
+def job_settings_of(folder):
+    """The resolved settings of the job that writes `folder`."""
+    if folder not in JOB_SETTINGS:
+        raise ValueError(f"no job of params.yaml or params/studies.yaml writes {folder}")
+    return JOB_SETTINGS[folder]()
+
+
 def job_settings_file(layout):
-    """A rule's input function: the file of its job's settings, named by their digest."""
+    """A rule's input function: its job's settings file, `<job folder>/settings.yaml`, written
+    whenever the settings differ from the file's (also by a dry run, which so records them).
+    A changed setting thus makes an input newer than the job's outputs, which Snakemake sees by
+    file times alone, without records of its own, as in a fresh clone after `dvc pull`."""
 
     def settings_file(w):
         folder = layout.format(**dict(w.items()))
-        return f"{folder}/settings/{config_hash(JOB_SETTINGS[folder]())}.yaml"
+        path = Path(folder, "settings.yaml")
+        text = config_text(job_settings_of(folder))
+        if not path.exists() or path.read_text() != text:
+            atomic_write_text(path, text)
+        return str(path)
 
     return settings_file
 
@@ -146,7 +158,6 @@ check_finished_results_or_exit(
         DATASET_RECORD.format(protocol=SUITE.protocol_of(d), dataset=d)
         for d in SUITE.params.experiments
     ],
-    teacher_dirs=TEACHER_SETTINGS,
-    run_dirs=RUN_SETTINGS,
+    teacher_dirs=list(TEACHER_SETTINGS),
+    run_dirs=list(RUN_SETTINGS),
 )
-

@@ -1,11 +1,15 @@
 """Real servers for the cluster tests, from Debian's packages: a single-node SLURM (slurmctld,
 slurmd, munge) and OpenSSH's server on loopback. Packages are installed where missing (as
 root, with apt-get); SLURM is started once for the whole test session, by whichever test needs
-it first, and stopped when the session ends (conftest.py); the SSH server lives for one test."""
+it first, and stopped when the session ends (conftest.py); the SSH server lives for one test.
+Left behind: the packages, the marked /etc/slurm/slurm.conf and SLURM's state under
+/var/tmp/dfkd-test-slurm. Two test sessions at once share the cluster, and the first to end
+stops it."""
 
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -33,12 +37,12 @@ def _installed(package: str) -> bool:
 
 
 def why_not_installable(packages: tuple[str, ...]) -> str | None:
-    """Why `packages` cannot be installed on this machine (the only reason to skip), or None."""
+    """Why `packages` cannot be installed and their servers configured here (the only reasons
+    to skip), or None."""
     if shutil.which("dpkg-query") is None or shutil.which("apt-get") is None:
         return f"needs Debian's {' '.join(packages)}, and this machine has no apt-get"
-    missing = [p for p in packages if not _installed(p)]
-    if missing and os.geteuid() != 0:
-        return f"needs Debian's {' '.join(missing)}: install them as root (apt-get install)"
+    if os.geteuid() != 0:
+        return f"installs and configures Debian's {' '.join(packages)}, which needs root"
     return None
 
 
@@ -123,9 +127,9 @@ def start_slurm() -> str | None:
     with _exclusive(SLURM_STATE.parent / "dfkd-test-slurm.lock"):
         if SLURM_CONF.exists() and MARKER not in SLURM_CONF.read_text():
             return f"{SLURM_CONF} is this machine's own SLURM set-up, which the test leaves alone"
+        install(SLURM_PACKAGES)
         if _controller_answers():  # started by another test worker, or by hand
             return None
-        install(SLURM_PACKAGES)
         for directory in ("state", "spool"):
             (SLURM_STATE / directory).mkdir(parents=True, exist_ok=True)
         SLURM_CONF.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +140,7 @@ def start_slurm() -> str | None:
             if not Path("/etc/munge/munge.key").exists():
                 subprocess.run(["runuser", "-u", "munge", "--", "mungekey", "-c"], check=True)
             subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
-            (SLURM_STATE / "munged-started").touch()
+            (SLURM_STATE / "munged-started").touch()  # stopped through its pid file
         subprocess.run(["slurmctld"], check=True)
         subprocess.run(["slurmd"], check=True)
         STARTED.touch()
@@ -151,7 +155,7 @@ def stop_slurm_if_the_tests_started_it() -> None:
     subprocess.run(["scontrol", "shutdown"], capture_output=True)
     _wait(lambda: not any(SLURM_STATE.glob("slurm*.pid")), "slurmctld and slurmd to stop")
     if (SLURM_STATE / "munged-started").exists():
-        subprocess.run(["pkill", "-x", "munged"])
+        os.kill(int(Path("/run/munge/munged.pid").read_text()), signal.SIGTERM)
         (SLURM_STATE / "munged-started").unlink()
     STARTED.unlink()
 
@@ -196,10 +200,10 @@ def ssh_server(directory: Path) -> Iterator[SSHServer]:
         "StrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege-separation directory
-    server = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-        stdout=subprocess.DEVNULL, stderr=(directory / "sshd.log").open("w"),
-    )  # fmt: skip
+    with (directory / "sshd.log").open("w") as log:
+        server = subprocess.Popen(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log
+        )
 
     def listening() -> bool:
         assert server.poll() is None, (directory / "sshd.log").read_text()

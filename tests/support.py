@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,3 +169,24 @@ def copy_finished(finished: Path, destination: Path) -> Path:
     metadata, file times kept (Snakemake would otherwise see every output as outdated)."""
     shutil.copytree(finished, destination, symlinks=True)
     return destination
+
+
+def planned_jobs(repository: Path, target: str = "reports/digits_table.md") -> dict[str, int]:
+    """Job counts of Snakemake's dry run for `target`, the total included; {} for nothing."""
+    plan = run_command([str(BIN / "snakemake"), "-n", "--cores", "1", target], repository)
+    return {name: int(n) for name, n in re.findall(r"^(\w+) +(\d+)$", plan.stdout, re.MULTILINE)}
+
+
+def assert_a_changed_setting_reruns_exactly_its_jobs(
+    repository: Path, and_back: bool = True
+) -> None:
+    """In a finished shrunk embedded default: a DFQ hyperparameter changed re-runs DFQ's two runs
+    and the report, and (`and_back`) so does changing it back after a dry run recorded it."""
+    method = repository / "params/methods/dfq.yaml"
+    original = method.read_text()
+    method.write_text(original.replace("class_balance_weight: 20.0", "class_balance_weight: 19.0"))
+    changed = {"distill": 2, "report": 1, "total": 3}
+    assert planned_jobs(repository) == changed
+    method.write_text(original)
+    if and_back:
+        assert planned_jobs(repository) == changed

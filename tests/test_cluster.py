@@ -16,10 +16,12 @@ from dfkd.errors import UserError
 from tests import services
 from tests.support import (
     BIN,
+    assert_a_changed_setting_reruns_exactly_its_jobs,
     commit,
     copy_repository,
     environment,
     history_without_timings,
+    planned_jobs,
     run_command,
     shrink_like_finished,
 )
@@ -227,21 +229,11 @@ def test_a_new_cluster_pulls_every_result_over_ssh_and_reruns_only_what_changed(
         connect(clone)
         run_command([dvc, "pull", "benchmark@digits"], clone, extra_environment=ssh)
 
-    # The restore step: DVC does not keep file times, Snakemake compares them.
+    # The restore step: DVC keeps no file times, Snakemake compares them (README).
     run_command([snakemake, "--touch", "--cores", "1", "reports/digits_table.md"], clone)
-    plan = run_command([snakemake, "-n", "reports/digits_table.md"], clone)
-    assert "Nothing to be done" in plan.stdout + plan.stderr
+    assert planned_jobs(clone) == {}
     status = run_command([dvc, "status", "benchmark@digits"], clone).stdout
     assert "Data and pipelines are up to date." in status
     _assert_same_results(clone, finished_copy)
-
-    # A changed hyperparameter re-runs exactly the runs it affects, and the report, though this
-    # clone has none of Snakemake's records: the settings files name them.
-    method = clone / "params/methods/dfq.yaml"
-    method.write_text(
-        method.read_text().replace("class_balance_weight: 20.0", "class_balance_weight: 19.0")
-    )
-    plan = run_command([snakemake, "-n", "--cores", "1", "reports/digits_table.md"], clone)
-    counted = ("job_settings ", "distill ", "train_teacher ", "report ")
-    jobs = dict(line.split() for line in plan.stdout.splitlines() if line.startswith(counted))
-    assert jobs == {"job_settings": "2", "distill": "2", "report": "1"}
+    # A clone has none of Snakemake's records of the runs: their settings files tell what changed.
+    assert_a_changed_setting_reruns_exactly_its_jobs(clone, and_back=False)

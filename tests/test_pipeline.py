@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -16,8 +17,10 @@ from dfkd.config import load_suite, read_yaml
 from tests.support import (
     BIN,
     REPOSITORY,
+    assert_a_changed_setting_reruns_exactly_its_jobs,
     copy_repository,
     environment,
+    planned_jobs,
     run_command,
 )
 
@@ -146,12 +149,18 @@ def test_dvc_repro_records_every_output_and_snakemakes_report_shows_them(finishe
     html = (repository / "report.html").read_text(errors="replace")
     for name in ("digits_table.md", "digits_runs.csv", "digits_curves.png", "train_teacher"):
         assert name in html, name
+    # Without Snakemake's records, as in a fresh clone, the settings files still tell what
+    # changed (test_cluster.py runs the clone itself, with a remote).
+    shutil.rmtree(repository / ".snakemake")
+    assert planned_jobs(repository) == {}
+    assert_a_changed_setting_reruns_exactly_its_jobs(repository)
 
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
-def test_the_cifar_tables_plan_every_pair_method_and_seed(suite, dataset):
+def test_the_cifar_tables_plan_every_pair_method_and_seed(suite, dataset, tmp_path):
+    repository = copy_repository(tmp_path)  # a dry run writes each job's settings file
     plan = run_command(
-        [str(BIN / "snakemake"), "-n", "--cores", "1", f"reports/{dataset}_table.md"], REPOSITORY
+        [str(BIN / "snakemake"), "-n", "--cores", "1", f"reports/{dataset}_table.md"], repository
     )
     jobs = dict(
         line.split()

@@ -264,8 +264,13 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def config_text(config: Any) -> str:
+    """A resolved config as the YAML a run reads (its config.yaml, its settings file)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
 def save_config(config: Any, path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write_text(path, config_text(config))
 
 
 def load_run_config(path: str | Path) -> RunConfig:
