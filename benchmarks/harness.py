@@ -48,7 +48,7 @@ from dfkd.loop import LoopState, distill
 from dfkd.methods import METHODS
 from dfkd.methods.base import method_context
 from dfkd.models import build_model
-from dfkd.optim import build_sgd
+from dfkd.optim import build_optimizer
 from dfkd.progress import Progress
 from dfkd.provenance import device_name
 from dfkd.runtime import StopRequest, TrainingClock, choose_device, synchronize
@@ -124,7 +124,7 @@ def measure_method(
     method = implementation(config, context)
     for epoch in range(1, arguments.after_epochs + 1):  # a curriculum's position (CuDFKD)
         method.on_epoch_end(epoch)
-    optimizer, scheduler = build_sgd(
+    optimizer, scheduler = build_optimizer(
         student.parameters(), schedule.student_optimizer, schedule.epochs,
         compute.optimizer_options,
     )  # fmt: skip
@@ -219,7 +219,7 @@ def measure_teacher(
     model = compute.prepare(
         build_model(architecture, info.num_classes).to(device, memory_format=compute.memory_format)
     ).train()
-    optimizer, _ = build_sgd(
+    optimizer, _ = build_optimizer(
         model.parameters(), recipe.optimizer, recipe.epochs, compute.optimizer_options
     )
     size = info.image_size

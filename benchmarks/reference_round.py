@@ -45,7 +45,7 @@ from dfkd.loop import LoopState, distill
 from dfkd.methods import METHODS
 from dfkd.methods.base import method_context
 from dfkd.models import build_model
-from dfkd.optim import build_sgd
+from dfkd.optim import build_optimizer
 from dfkd.provenance import device_name
 from dfkd.runtime import StopRequest, TrainingClock, choose_device, synchronize
 from dfkd.schema import from_dict
@@ -71,7 +71,7 @@ def our_round(pair: str, batch: int, compute: Compute):
                              compute.optimizer_options)  # fmt: skip
     method = METHODS.get("dfq")(config, context)
     loop = replace(schedule, epochs=1, rounds_per_epoch=1, batch_size=batch)
-    optimizer, scheduler = build_sgd(student.parameters(), schedule.student_optimizer,
+    optimizer, scheduler = build_optimizer(student.parameters(), schedule.student_optimizer,
                                      schedule.epochs, compute.optimizer_options)  # fmt: skip
 
     def run() -> None:

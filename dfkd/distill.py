@@ -38,7 +38,7 @@ from dfkd.loop import Diverged, LoopState, distill
 from dfkd.methods import METHODS
 from dfkd.methods.base import method_context
 from dfkd.models import build_model
-from dfkd.optim import build_sgd
+from dfkd.optim import build_optimizer
 from dfkd.outputs import write_run_outputs
 from dfkd.progress import Progress
 from dfkd.provenance import collect
@@ -87,7 +87,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         compute.optimizer_options,
     )  # fmt: skip
     method = implementation(method_config, context)
-    optimizer, scheduler = build_sgd(
+    optimizer, scheduler = build_optimizer(
         student.parameters(), config.loop.student_optimizer, config.loop.epochs,
         compute.optimizer_options,
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""The SGD optimizer and per-epoch learning-rate schedules shared by teachers and students."""
+"""The optimizers and per-epoch learning-rate schedules shared by teachers and students."""
 
 from __future__ import annotations
 
@@ -7,27 +7,36 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR
 
-from dfkd.config import SGDConfig
+from dfkd.config import OptimizerConfig
 
 
-def build_sgd(
+def build_optimizer(
     parameters: Iterable[torch.nn.Parameter],
-    config: SGDConfig,
+    config: OptimizerConfig,
     epochs: int,
     options: Mapping[str, bool] | None = None,
-) -> tuple[torch.optim.SGD, LRScheduler]:
-    """SGD with momentum and weight decay, and its schedule, stepped once per epoch.
+) -> tuple[torch.optim.Optimizer, LRScheduler]:
+    """SGD with momentum, or Adam with PyTorch's betas, and the schedule, stepped once per epoch.
 
+    Weight decay is the L2 form for both (torch.optim.SGD's and torch.optim.Adam's
+    `weight_decay`, as the reference code and MAD's generator use it), not AdamW's decoupled one.
     "cosine" anneals to 0 over `epochs` (CMI code since commit acbbea6); "multistep" multiplies
     the lr by `gamma` after each milestone epoch (teacher recipes, MAD); "constant" never changes.
     """
-    optimizer = torch.optim.SGD(
-        parameters,
-        lr=config.learning_rate,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-        **(options or {}),  # the compute mode's kernels (dfkd/compute.py)
-    )
+    options = dict(options or {})  # the compute mode's kernels (dfkd/compute.py)
+    optimizer: torch.optim.Optimizer
+    if config.algorithm == "adam":
+        optimizer = torch.optim.Adam(
+            parameters, lr=config.learning_rate, weight_decay=config.weight_decay, **options
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            parameters,
+            lr=config.learning_rate,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            **options,
+        )
     if config.schedule == "cosine":
         return optimizer, CosineAnnealingLR(optimizer, T_max=epochs)
     return optimizer, MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma)

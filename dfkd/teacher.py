@@ -35,7 +35,7 @@ from dfkd.data import dataset_info, load_split, normalize, training_batch
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
 from dfkd.loop import Diverged, TermAccumulator
 from dfkd.models import build_model
-from dfkd.optim import build_sgd
+from dfkd.optim import build_optimizer
 from dfkd.outputs import write_run_outputs
 from dfkd.progress import Progress
 from dfkd.provenance import collect
@@ -78,7 +78,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     seed_everything(config.seed)
     model = build_model(config.architecture, info.num_classes).to(device, memory_format=layout)
     model = compute.prepare(model)
-    optimizer, scheduler = build_sgd(
+    optimizer, scheduler = build_optimizer(
         model.parameters(), recipe.optimizer, recipe.epochs, compute.optimizer_options
     )
     state, clock = TeacherState(), TrainingClock(device)

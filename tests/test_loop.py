@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from dfkd.checkpoint import save_model
-from dfkd.config import LoopConfig, SGDConfig, save_config
+from dfkd.config import LoopConfig, OptimizerConfig, save_config
 from dfkd.data import dataset_info
 from dfkd.distill import run_distillation
 from dfkd.loop import Diverged, LoopState, TermAccumulator, distill
 from dfkd.methods.base import DFKDMethod, MethodConfig, MethodContext, method_context
 from dfkd.models import build_model
-from dfkd.optim import build_sgd
+from dfkd.optim import build_optimizer
 from dfkd.progress import Progress
 from dfkd.runtime import StopRequest, TrainingClock, memory_format
 from tests.support import frozen_teacher
@@ -51,13 +51,15 @@ class Probe(DFKDMethod):
 
 
 def _loop(epochs=3, rounds=2):
-    optimizer = SGDConfig(0.1, 0.9, 0.0, "cosine", (), 0.1)
+    optimizer = OptimizerConfig("sgd", 0.1, 0.9, 0.0, "cosine", (), 0.1)
     return LoopConfig(epochs, rounds, 2, 3, 4, optimizer)
 
 
 def _run(method, loop, saved):
     student = method.student
-    optimizer, scheduler = build_sgd(student.parameters(), loop.student_optimizer, loop.epochs)
+    optimizer, scheduler = build_optimizer(
+        student.parameters(), loop.student_optimizer, loop.epochs
+    )
     clock = TrainingClock(torch.device("cpu"))
     progress = Progress("test", loop.epochs, loop.rounds_per_epoch, "round")
     return distill(

@@ -233,8 +233,9 @@ def test_times_keep_three_significant_digits(value: float, decimals: int) -> Non
 
 
 def _loop(student_steps: int, schedule: str, milestones: list[int]) -> dict[str, Any]:
-    optimizer = {"learning_rate": 0.035355, "momentum": 0.9, "weight_decay": 5e-4,
-                 "schedule": schedule, "milestones": milestones, "gamma": 0.1}  # fmt: skip
+    optimizer = {"algorithm": "sgd", "learning_rate": 0.035355, "momentum": 0.9,
+                 "weight_decay": 5e-4, "schedule": schedule, "milestones": milestones,
+                 "gamma": 0.1}  # fmt: skip
     return {"epochs": 10, "rounds_per_epoch": 20, "generator_steps_per_round": 3,
             "student_steps_per_round": student_steps, "batch_size": 32,
             "student_optimizer": optimizer}  # fmt: skip
@@ -276,11 +277,11 @@ def test_the_loop_and_named_options_of_a_method_are_stated_beside_it(tmp_path: P
     assert {row["settings"] for row in rows if row["method"] == "dfq"} == {expected}
     # The loops as they ran, each with the pair it ran on.
     first = (
-        "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student lr 0.0354 "
+        "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student SGD lr 0.0354 "
         "cosine"
     )
     second = (
-        "10 epochs x 20 rounds of 3 synthesis + 60 student steps, batch 32, student lr 0.0354 "
+        "10 epochs x 20 rounds of 3 synthesis + 60 student steps, batch 32, student SGD lr 0.0354 "
         "x0.1 at epochs 3, 7"
     )
     markdown = (out / "digits_table.md").read_text()

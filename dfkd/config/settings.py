@@ -21,10 +21,13 @@ from dfkd.schema import from_dict, non_negative, positive, to_dict
 
 
 @dataclass(frozen=True)
-class SGDConfig:
+class OptimizerConfig:
+    # "sgd": SGD with momentum (every teacher recipe, every CIFAR-scale student); "adam": Adam
+    # with PyTorch's betas (MAD Table 5's ImageNet-scale students), for which momentum must be 0.
+    algorithm: Literal["sgd", "adam"]
     learning_rate: float = field(metadata=positive)
     momentum: float = field(metadata=non_negative)
-    weight_decay: float = field(metadata=non_negative)
+    weight_decay: float = field(metadata=non_negative)  # L2, added to the gradient by both
     schedule: Literal["cosine", "multistep", "constant"]  # stepped once per epoch
     milestones: tuple[int, ...]  # epochs after which the lr is multiplied by gamma (multistep)
     gamma: float = field(metadata=positive)
@@ -32,6 +35,11 @@ class SGDConfig:
     def __post_init__(self) -> None:
         if self.momentum >= 1:
             raise ValueError(f"momentum: got {self.momentum}; expected a number in [0, 1)")
+        if self.algorithm == "adam" and self.momentum:
+            raise ValueError(
+                f"momentum: got {self.momentum} with algorithm 'adam', whose betas are PyTorch's "
+                f"(0.9, 0.999); set momentum: 0"
+            )
         if list(self.milestones) != sorted(set(self.milestones)) or any(
             m <= 0 for m in self.milestones
         ):
@@ -51,7 +59,7 @@ class LoopConfig:
     generator_steps_per_round: int = field(metadata=positive)
     student_steps_per_round: int = field(metadata=positive)
     batch_size: int = field(metadata=positive)
-    student_optimizer: SGDConfig
+    student_optimizer: OptimizerConfig
 
     def __post_init__(self) -> None:
         _check_milestones(self.student_optimizer, self.epochs, "student_optimizer.milestones")
@@ -61,13 +69,13 @@ class LoopConfig:
 class TeacherRecipe:
     epochs: int = field(metadata=positive)
     batch_size: int = field(metadata=positive)
-    optimizer: SGDConfig
+    optimizer: OptimizerConfig
 
     def __post_init__(self) -> None:
         _check_milestones(self.optimizer, self.epochs, "optimizer.milestones")
 
 
-def _check_milestones(optimizer: SGDConfig, epochs: int, key: str) -> None:
+def _check_milestones(optimizer: OptimizerConfig, epochs: int, key: str) -> None:
     if any(m >= epochs for m in optimizer.milestones):
         raise ValueError(
             f"{key}: got {list(optimizer.milestones)}; each must be < epochs ({epochs})"

@@ -15,9 +15,9 @@ from dfkd.config.settings import (
     ImportTeacherConfig,
     LoopConfig,
     MethodParams,
+    OptimizerConfig,
     ReleasedTeachers,
     RunConfig,
-    SGDConfig,
     StatisticsConfig,
     SuiteParams,
     TeacherRecipe,
@@ -274,7 +274,7 @@ class Suite:
         return resolve_method_settings(self.methods[method], method, dataset, pair, self.params_dir)
 
 
-def _scaled(optimizer: SGDConfig, old_epochs: int, new_epochs: int) -> SGDConfig:
+def _scaled(optimizer: OptimizerConfig, old_epochs: int, new_epochs: int) -> OptimizerConfig:
     """Milestones moved to the same fraction of a shortened (or lengthened) schedule."""
     milestones = sorted({max(1, round(m * new_epochs / old_epochs)) for m in optimizer.milestones})
     return replace(optimizer, milestones=tuple(m for m in milestones if m < new_epochs))

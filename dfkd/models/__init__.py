@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Imported for their @MODELS.register side effect, so importing dfkd.models registers every family.
-from dfkd.models import resnet, small, vgg, wide_resnet  # noqa: F401
+from dfkd.models import alexnet, resnet, small, vgg, wide_resnet  # noqa: F401
 from dfkd.models.base import MODELS, Classifier
 
 __all__ = ["MODELS", "Classifier", "build_model"]

@@ -202,9 +202,10 @@ def _reported_settings(config: Mapping[str, Any]) -> str:
 
 
 def _loop_summary(loop: Mapping[str, Any]) -> str:
-    """ "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student lr 0.0354
-    cosine" (LoopConfig, as recorded in a run's config)."""
+    """ "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student SGD lr
+    0.0354 cosine" (LoopConfig, as recorded in a run's config)."""
     optimizer = loop["student_optimizer"]
+    algorithm = {"sgd": "SGD", "adam": "Adam"}[optimizer["algorithm"]]
     decay = optimizer["schedule"]
     if decay == "multistep":
         epochs = ", ".join(str(epoch) for epoch in optimizer["milestones"])
@@ -212,7 +213,7 @@ def _loop_summary(loop: Mapping[str, Any]) -> str:
     return (
         f"{loop['epochs']} epochs x {loop['rounds_per_epoch']} rounds of "
         f"{loop['generator_steps_per_round']} synthesis + {loop['student_steps_per_round']} "
-        f"student steps, batch {loop['batch_size']}, student lr "
+        f"student steps, batch {loop['batch_size']}, student {algorithm} lr "
         f"{optimizer['learning_rate']:.3g} {decay}"
     )
 
