@@ -1,6 +1,9 @@
 """Shared fixtures: the real params files, loaded once per session; the slow tests first."""
 
+import functools
 import os
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,30 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 def pytest_sessionfinish(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):  # the controller, once every worker is done
         services.stop_slurm_if_the_tests_started_it()
+
+
+@pytest.fixture
+def http_folder(tmp_path, monkeypatch):
+    """A folder served over HTTP on the loopback interface: (folder, base URL).
+
+    torchvision's downloader cannot fetch file:// URLs (its _urlretrieve reads `response.length`,
+    which only HTTP responses have), so the archive is served by a real local HTTP server and the
+    whole download path (redirect check, transfer, md5 check, extraction) runs unpatched.
+    """
+    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()

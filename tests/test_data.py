@@ -6,7 +6,6 @@ distributes and go through torchvision's own md5 checks and download code.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import json
@@ -15,8 +14,6 @@ import pickle
 import socket
 import struct
 import tarfile
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -32,7 +29,6 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from dfkd.data import (
     DATASETS,
     ImageTensors,
-    _digits_arrays,
     dataset_info,
     load_split,
     normalize,
@@ -40,6 +36,7 @@ from dfkd.data import (
     random_crop_flip,
     training_batch,
 )
+from dfkd.data.loaders import _digits_arrays
 from dfkd.errors import ConfigError, DataError
 
 # The JPEG copy of CIFAR-10 (cifar10-jpeg.tar.gz, ImageFolder layout), when the machine has it.
@@ -134,33 +131,6 @@ def test_cifar_loads_the_pickled_batches_exactly(tmp_path, monkeypatch, name):
     _accept_checksums(monkeypatch, name, checksums)
     for split in ("train", "test"):
         _assert_split(load_split(name, tmp_path, split, download=False), expected[split])
-
-
-@pytest.fixture
-def http_folder(tmp_path, monkeypatch):
-    """A folder served over HTTP on the loopback interface: (folder, base URL).
-
-    torchvision's downloader cannot fetch file:// URLs (its _urlretrieve reads `response.length`,
-    which only HTTP responses have), so the archive is served by a real local HTTP server and the
-    whole download path (redirect check, transfer, md5 check, extraction) runs unpatched.
-    """
-    for variable in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(variable, raising=False)
-    folder = tmp_path / "served"
-    folder.mkdir()
-
-    class QuietHandler(SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder))
-    )
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -465,7 +435,7 @@ def test_training_batch_shifts_digits_by_up_to_two_pixels_and_never_mirrors_them
 
 def test_unknown_names_are_config_errors():
     with pytest.raises(ConfigError, match="choose one of: cifar10, cifar100"):
-        dataset_info("imagenet")
+        dataset_info("imagenet1k")
     with pytest.raises(ConfigError, match="unknown split 'val'"):
         load_split("digits", "unused", "val", download=False)
 
