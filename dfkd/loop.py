@@ -1,5 +1,6 @@
 """The one distillation loop, shared by every method.
 
+    method.pretrain()   (once, on a fresh run; student frozen, eval mode)
     for each epoch:
         for each of `rounds_per_epoch` rounds:
             `generator_steps_per_round` x method.generator_step()   (student frozen, eval mode)
@@ -115,6 +116,7 @@ class TermAccumulator:
 class LoopState:
     """Where a run stands; saved in every checkpoint."""
 
+    pretrained: bool = False  # method.pretrain() has run
     epochs_completed: int = 0
     rounds_completed: int = 0  # inside the epoch in progress
     # Inside the round in progress: steps of each phase done (a student step done means the
@@ -164,6 +166,13 @@ def distill(
         save(state)
         raise Interrupted(stop.exit_status)
 
+    if not state.pretrained:  # its time counts as training time, as any synthesis step's
+        clock.start()
+        _set_trainable(student, False)
+        with autocast():
+            method.pretrain()
+        state.pretrained = True
+        clock.stop()
     for epoch in range(state.epochs_completed + 1, loop.epochs + 1):
         terms = TermAccumulator(device)
         if state.terms is not None:

@@ -161,7 +161,7 @@ def test_a_protocol_batch_scales_the_student_learning_rate_by_its_rule(suite, ru
         (lambda p: p["experiments"]["digits"].update(seeds=[]), "seeds: must not be empty"),
         (lambda p: p["experiments"]["digits"].update(seeds=[1, 1]), "entries must be unique"),
         (lambda p: p["experiments"]["digits"].update(protocol="fast"), "unknown protocol 'fast'"),
-        (lambda p: p["experiments"].update(imagenet=p["experiments"]["digits"]), "unknown dataset"),
+        (lambda p: p["experiments"].update(imagenet21k=p["experiments"]["digits"]), "unknown dataset"),
         (lambda p: p["protocols"]["tiny"].update(distill_epochs=-1), "expected a number > 0"),
         (lambda p: p["protocols"]["tiny"].update(deterministic="yes"), "expected true or false"),
         (
@@ -264,3 +264,31 @@ def test_check_command(tmp_path, capsys, monkeypatch):
         "params/methods/mad2.yaml); have: adi, cmi, cudfkd, cudfkd_reference, dafl, "
         "dafl_original, dfq, mad"
     ]
+
+
+@pytest.mark.parametrize(
+    ("dataset", "generator_steps", "pretraining_steps"),
+    [("imagenet", 20, 200), ("places365", 10, 50), ("food101", 5, 50)],  # Tables 5-6 (I-1, I-2)
+)
+def test_mad_s_imagenet_scale_rows_train_an_adam_student(
+    suite, dataset, generator_steps, pretraining_steps
+):
+    import torch
+
+    from dfkd.optim import build_optimizer
+
+    loop, hyperparameters = suite.method_settings("mad", dataset, "alexnet-alexnet")
+    assert (loop.epochs, loop.rounds_per_epoch, loop.student_steps_per_round) == (6000, 1, 150)
+    assert loop.generator_steps_per_round == generator_steps
+    assert hyperparameters["generator_pretraining_steps"] == pretraining_steps
+    assert hyperparameters["generator"] == "mad_sum"
+    weights = [torch.nn.Parameter(torch.zeros(3))]
+    optimizer, scheduler = build_optimizer(weights, loop.student_optimizer, loop.epochs)
+    assert type(optimizer) is torch.optim.Adam
+    group = optimizer.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["betas"]) == (1e-4, 1e-4, (0.9, 0.999))
+    for _ in range(10):
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 1e-4  # no lr decay (Table 6)
+    with pytest.raises(ValueError, match="set momentum: 0"):
+        replace(loop.student_optimizer, momentum=0.9)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from dfkd.data import dataset_info
 from dfkd.errors import ConfigError
 from dfkd.generators import build_generator
 from dfkd.methods.mad import ema_update, hinge, norm_regularizer
@@ -277,3 +278,55 @@ def test_the_ema_generator_and_the_embeddings_survive_a_resume(suite):
     resumed.load_state_dict(copy.deepcopy(method.state_dict()))
     assert _same(method.ema_generator, resumed.ema_generator)
     assert torch.equal(method.embeddings.weight, resumed.embeddings.weight)
+
+
+@pytest.mark.parametrize("objective", ["without_adversarial", "full"])
+def test_pretraining_steps_g_and_e_on_its_objective_then_g_tilde_is_a_copy_of_g(suite, objective):
+    overrides = {"generator": "mad_sum", "nll_weight": 0.1, "generator_pretraining_steps": 4,
+                 "pretraining_objective": objective}  # fmt: skip
+    method = build_method(suite, "mad", batch_size=8, overrides=overrides)
+    method.student.eval().requires_grad_(False)
+    before = copy.deepcopy(method.generator)
+    embeddings = method.embeddings.weight.detach().clone()
+    student_calls = []
+    hook = method.student.register_forward_hook(lambda *a: student_calls.append(1))
+    method.pretrain()
+    hook.remove()
+    assert len(student_calls) == (4 if objective == "full" else 0)  # -lambda_2 KD only in full
+    state = method.generator_optimizer.state_dict()["state"]
+    assert {int(s["step"]) for s in state.values()} == {4}  # 4 Adam steps of G and E
+    assert not _same(before, method.generator)
+    assert not torch.equal(embeddings, method.embeddings.weight)
+    assert _same(method.generator, method.ema_generator)  # copied, not averaged (D-2)
+
+
+def test_without_pretraining_steps_pretrain_changes_nothing(mad):
+    assert mad.config.generator_pretraining_steps == 0  # Table 6 pg "No" on the digits row
+    before = copy.deepcopy(mad.generator)
+    mad.pretrain()
+    assert _same(before, mad.generator) and _same(before, mad.ema_generator)
+    assert not mad.generator_optimizer.state_dict()["state"]
+
+
+def test_a_batch_norm_free_teacher_leaves_out_the_bn_statistics_term(suite):
+    from dfkd.methods.base import method_context
+    from dfkd.methods.mad import MAD, MADConfig
+    from dfkd.models import build_model
+    from dfkd.runtime import memory_format
+    from dfkd.schema import from_dict
+
+    _, hyperparameters = suite.method_settings("mad", "imagenet", "alexnet-alexnet")
+    config = from_dict(MADConfig, {**hyperparameters, "generator_base_channels": 2,
+                                   "generator_pretraining_steps": 1}, "mad")  # fmt: skip
+    assert config.bn_statistics_weight == 1.0  # Table 7's lambda_5, vacuous here (I-5)
+    torch.manual_seed(0)
+    teacher = build_model("alexnet", 5).eval().requires_grad_(False)
+    cpu = torch.device("cpu")
+    context = method_context(dataset_info("imagenet"), teacher, build_model("alexnet", 5), 2,
+                             1, cpu, memory_format(cpu))  # fmt: skip
+    method = MAD(config, replace(context, num_classes=5))
+    method.student.eval().requires_grad_(False)
+    method.pretrain()
+    terms = method.generator_step()
+    assert "bn_statistics" not in terms
+    assert {"adversarial", "nll", "norm_reg", "teacher_logit_bound"} <= terms.keys()

@@ -139,6 +139,13 @@ class DFKDMethod(ABC):
             "kd": kl_divergence(student_logits, teacher_logits, self.config.student_temperature)
         }
 
+    def pretrain(self) -> None:  # noqa: B027 - an optional hook
+        """Called once before a run's first round (never again on resume), the student frozen.
+
+        Where a method warms up its synthesis before distilling (MAD's generator pre-training);
+        the first checkpoint holds its result.
+        """
+
     def finish_synthesis(self) -> None:  # noqa: B027 - an optional hook
         """Called once per round, after its generator steps and before its student steps.
 

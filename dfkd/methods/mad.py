@@ -10,7 +10,9 @@ on Eq. 10, where the student learns from fresh samples of both G and G~:
     L_G = -lambda_2 KD(x) + lambda_3 NLL(T(x), y) + lambda_4 NormReg(e_y)
           + zeta_1 hinge(T(x), delta) + zeta_2 hinge(u, nu) + lambda_5 BN-statistics
 
-with x = sigmoid(u), u = G_ig(z, e_y), hinge(v, b) = mean of max(|v| - b, 0).
+with x = sigmoid(u), u = G_ig(z, e_y), hinge(v, b) = mean of max(|v| - b, 0). The BN-statistics
+term needs BatchNorm layers in the teacher: with AlexNet (ImageNet, Places365, Food101), which
+has none, it is absent whatever lambda_5 (Table 7 prints 1.0 there too; methods.md §3.6.7, I-5).
 
 The supplement leaves these open (methods.md §3.6.10); each is a config value, the recommended
 reading by default:
@@ -28,8 +30,11 @@ reading by default:
 - D-6 NormReg = mean over the batch of max(||e_y|| - gamma sqrt(d_e), 0); lambda_4 = 0 as Table
   7 prints on every row, so gamma only acts in a variant with lambda_4 > 0.
 - D-7 every hinge: mean over its entries, then over the batch.
-- D-8 no generator pre-training: the CIFAR and Tiny-ImageNet rows have none; the ImageNet-scale
-  rows (200 / 50 steps) are not in this suite.
+- D-8 `generator_pretraining_steps` (Table 6 pgs: 0 on the CIFAR and Tiny-ImageNet rows, 200 on
+  ImageNet, 50 on Places365 and Food101) steps of G and E before the first round, on
+  `pretraining_objective: without_adversarial`, Eq. 11 without -lambda_2 KD (the supplement
+  states no objective; an untrained student gives the adversarial term nothing to push
+  against), or `full` Eq. 11; then G~ <- a copy of G, and G's Adam goes on with its state.
 - D-9 sigmoid(u) is normalised with the dataset's mean and std before T and S.
 - D-10 BatchNorm2d's printed second argument is the momentum (dfkd/generators/mad.py).
 - D-11 the generator's Adam keeps its lr (no decay) and PyTorch's betas (0.9, 0.999);
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfkd.hooks import BatchNormInputs
+from dfkd.hooks import BatchNormInputs, BatchNormStatistics
 from dfkd.losses import batch_norm_statistics_loss, kl_divergence
 from dfkd.methods.base import GenerativeMethod, GenerativeMethodConfig, LossTerms, MethodContext
 from dfkd.schema import non_negative, positive
@@ -83,7 +89,7 @@ def ema_update(average: nn.Module, current: nn.Module, momentum: float, buffers:
 
 @dataclass(frozen=True)
 class MADConfig(GenerativeMethodConfig):
-    reported_settings = ("ema_placement", "ema_buffers", "sampling_mode")
+    reported_settings = ("ema_placement", "ema_buffers", "sampling_mode", "pretraining_objective")
 
     generator_weight_decay: float = field(metadata=non_negative)  # Table 5 wd_G
     ema_momentum: float = field(metadata=non_negative)  # alpha, Table 6
@@ -102,6 +108,8 @@ class MADConfig(GenerativeMethodConfig):
     teacher_logit_bound_weight: float = field(metadata=non_negative)  # zeta_1
     generator_logit_bound_weight: float = field(metadata=non_negative)  # zeta_2
     generator_logit_bound: float = field(metadata=positive)  # nu
+    generator_pretraining_steps: int = field(metadata=non_negative)  # Table 6 pgs (D-8)
+    pretraining_objective: Literal["without_adversarial", "full"]  # D-8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -138,7 +146,8 @@ class MAD(GenerativeMethod):
             **context.optimizer_options,
         )
         self.ema_generator = copy.deepcopy(self.generator).requires_grad_(False)
-        self.teacher_batch_norms = BatchNormInputs(self.teacher)
+        has_batch_norm = any(isinstance(m, nn.BatchNorm2d) for m in self.teacher.modules())
+        self.teacher_batch_norms = BatchNormInputs(self.teacher) if has_batch_norm else None
 
     def _draw(self, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
         """z ~ N(0, I), y ~ Uniform{0..K-1} and e_y (zeros for an unconditional G)."""
@@ -146,35 +155,53 @@ class MAD(GenerativeMethod):
         y = torch.randint(self.context.num_classes, (batch_size,), device=self.context.device)
         return z, y, self.embeddings(y)
 
-    def generator_step(self) -> LossTerms:
+    def _generator_terms(self, adversarial: bool) -> LossTerms:
+        """The terms of Eq. 11 on a fresh batch from G (without -lambda_2 KD unless adversarial)."""
         config = self.config
         z, y, e = self._draw(self.context.batch_size)
         self.generator.train()
         u = self.generator.logits(z, e if self.conditional else None)
         images = self.context.normalize(torch.sigmoid(u))
-        with self.teacher_batch_norms.recording() as statistics:
+        with self._recording_batch_norms() as statistics:
             teacher_logits = self.teacher(images)
-        student_logits = self.student(images)
-        terms = {
-            "adversarial": -config.adversarial_weight
-            * kl_divergence(student_logits, teacher_logits, config.student_temperature),
-            "teacher_logit_bound": config.teacher_logit_bound_weight
-            * hinge(teacher_logits, config.logit_bound),
-            "generator_logit_bound": config.generator_logit_bound_weight
-            * hinge(u, config.generator_logit_bound),
-            "bn_statistics": config.bn_statistics_weight
-            * batch_norm_statistics_loss(
+        terms = {}
+        if adversarial:
+            student_logits = self.student(images)
+            terms["adversarial"] = -config.adversarial_weight * kl_divergence(
+                student_logits, teacher_logits, config.student_temperature
+            )
+        terms["teacher_logit_bound"] = config.teacher_logit_bound_weight * hinge(
+            teacher_logits, config.logit_bound
+        )
+        terms["generator_logit_bound"] = config.generator_logit_bound_weight * hinge(
+            u, config.generator_logit_bound
+        )
+        if statistics is not None:
+            terms["bn_statistics"] = config.bn_statistics_weight * batch_norm_statistics_loss(
                 statistics.means,
                 statistics.variances,
                 statistics.running_means,
                 statistics.running_variances,
-            ),
-        }
+            )
         if self.conditional:
             terms["nll"] = config.nll_weight * F.cross_entropy(teacher_logits, y)
             terms["norm_reg"] = config.norm_reg_weight * norm_regularizer(e, config.norm_reg_scale)
-        terms = self.optimize_generator(terms)
-        if config.ema_placement == "every_generator_step":
+        return terms
+
+    def _recording_batch_norms(self) -> AbstractContextManager[BatchNormStatistics | None]:
+        if self.teacher_batch_norms is None:  # a BN-free teacher (AlexNet, I-5)
+            return nullcontext()
+        return self.teacher_batch_norms.recording()
+
+    def pretrain(self) -> None:
+        adversarial = self.config.pretraining_objective == "full"
+        for _ in range(self.config.generator_pretraining_steps):
+            self.optimize_generator(self._generator_terms(adversarial))
+        self.ema_generator.load_state_dict(self.generator.state_dict())  # G~ starts at G (D-2)
+
+    def generator_step(self) -> LossTerms:
+        terms = self.optimize_generator(self._generator_terms(adversarial=True))
+        if self.config.ema_placement == "every_generator_step":
             self.update_ema()
         return terms
 
