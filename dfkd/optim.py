@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, MultiStepLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, MultiStepLR
 
 from dfkd.config import OptimizerConfig
 
@@ -15,6 +15,7 @@ def build_optimizer(
     config: OptimizerConfig,
     epochs: int,
     options: Mapping[str, bool] | None = None,
+    warmup_epochs: int = 0,
 ) -> tuple[torch.optim.Optimizer, LRScheduler]:
     """SGD with momentum, or Adam with PyTorch's betas, and the schedule, stepped once per epoch.
 
@@ -22,6 +23,8 @@ def build_optimizer(
     `weight_decay`, as the reference code and MAD's generator use it), not AdamW's decoupled one.
     "cosine" anneals to 0 over `epochs` (CMI code since commit acbbea6); "multistep" multiplies
     the lr by `gamma` after each milestone epoch (teacher recipes, MAD); "constant" never changes.
+    A warm-up (MAD Table 4's Food-101 and Places365 teachers) scales epoch e (from 1) by e / w
+    for e <= w, before any decay; the supplement says only "5 warm-up epochs".
     """
     options = dict(options or {})  # the compute mode's kernels (dfkd/compute.py)
     optimizer: torch.optim.Optimizer
@@ -39,4 +42,12 @@ def build_optimizer(
         )
     if config.schedule == "cosine":
         return optimizer, CosineAnnealingLR(optimizer, T_max=epochs)
+    if warmup_epochs:
+        milestones, gamma = config.milestones, config.gamma
+
+        def factor(completed: int) -> float:  # epochs completed -> lr factor of the next one
+            decays = sum(completed >= milestone for milestone in milestones)
+            return min(1.0, (completed + 1) / warmup_epochs) * gamma**decays
+
+        return optimizer, LambdaLR(optimizer, factor)
     return optimizer, MultiStepLR(optimizer, milestones=list(config.milestones), gamma=config.gamma)

@@ -1,6 +1,8 @@
 """Released teachers: a published checkpoint verified, converted and evaluated once.
 
-The files released with zju-vipa/CMI (9e79fa9) are what `train_scratch.py` saves with
+Two formats (params/released_teachers.yaml names each collection's):
+
+`cmi`: the files released with zju-vipa/CMI (9e79fa9) are what `train_scratch.py` saves with
 `torch.save`: a dict with 'state_dict' (the bare model's weights; the code loads them strictly
 before any DataParallel wrapping, so no `module.` prefix) beside 'epoch', 'arch', 'best_acc1',
 'optimizer' and 'scheduler', which only its `--resume` reads. Its models name their layers
@@ -11,6 +13,9 @@ top-level keys loads them strictly (and gives identical logits):
     wrn*          conv1 block1..3.layer bn1 fc,     -> stem groups.0..2 bn head,
                   convShortcut                      -> shortcut
     vgg11 (bn)    block0..4 classifier              -> blocks.0..4 head
+
+`torchvision`: a bare state dict, as torchvision's model zoo saves its weights (MAD's ImageNet
+AlexNet); its last layer, classifier.6, is the suite's head (dfkd/models/alexnet.py).
 
 Outputs, as for a trained teacher (atomic): `teacher.pt`, `history.csv` (one row: the test
 accuracy measured here) and `metrics.json`, whose provenance records the file's SHA-256.
@@ -33,6 +38,7 @@ from dfkd.data import dataset_info, load_split, normalize
 from dfkd.errors import CheckpointError
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
 from dfkd.models import build_model
+from dfkd.models.alexnet import torchvision_state_dict
 from dfkd.provenance import collect
 from dfkd.runtime import choose_device
 from dfkd.schema import to_dict
@@ -76,18 +82,38 @@ def cmi_state_dict(state: Mapping[str, torch.Tensor], architecture: str) -> dict
     return renamed
 
 
-def _read_checkpoint(path: Path) -> Mapping[str, torch.Tensor]:
+def _load_file(path: Path) -> Any:
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
+
+
+def _read_cmi(path: Path, architecture: str) -> dict[str, Any]:
+    saved = _load_file(path)
     if not isinstance(saved, Mapping) or not isinstance(saved.get("state_dict"), Mapping):
         keys = ", ".join(map(str, saved)) if isinstance(saved, Mapping) else type(saved).__name__
         raise CheckpointError(
             f"{path} has no 'state_dict' (found: {keys}); expected a zju-vipa/CMI teacher file"
         )
-    return saved["state_dict"]
+    return cmi_state_dict(saved["state_dict"], architecture)
+
+
+def _read_torchvision(path: Path, architecture: str) -> dict[str, Any]:
+    if architecture != "alexnet":
+        raise CheckpointError(
+            f"the torchvision format is read for alexnet only, not '{architecture}'"
+        )
+    saved = _load_file(path)
+    if not isinstance(saved, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in saved.values()
+    ):
+        raise CheckpointError(f"{path} is not a bare state dict, as torchvision saves weights")
+    return torchvision_state_dict(saved)
+
+
+_READERS = {"cmi": _read_cmi, "torchvision": _read_torchvision}
 
 
 def _load_into(model: torch.nn.Module, state: dict[str, Any], path: Path, what: str) -> None:
@@ -137,7 +163,7 @@ def import_released_teacher(config_path: str | Path, out_dir: str | Path) -> int
     info = dataset_info(config.dataset)
     model = build_model(config.architecture, info.num_classes)
     what = f"{config.architecture} for {config.dataset} ({info.num_classes} classes)"
-    _load_into(model, cmi_state_dict(_read_checkpoint(path), config.architecture), path, what)
+    _load_into(model, _READERS[config.format](path, config.architecture), path, what)
 
     device = choose_device()
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)

@@ -79,8 +79,9 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     model = build_model(config.architecture, info.num_classes).to(device, memory_format=layout)
     model = compute.prepare(model)
     optimizer, scheduler = build_optimizer(
-        model.parameters(), recipe.optimizer, recipe.epochs, compute.optimizer_options
-    )
+        model.parameters(), recipe.optimizer, recipe.epochs, compute.optimizer_options,
+        recipe.warmup_epochs,
+    )  # fmt: skip
     state, clock = TeacherState(), TrainingClock(device)
     earlier_seconds = 0.0  # wall-clock of the processes before a resume
     saved = load_run_state(out_dir, digest)

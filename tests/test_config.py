@@ -161,7 +161,10 @@ def test_a_protocol_batch_scales_the_student_learning_rate_by_its_rule(suite, ru
         (lambda p: p["experiments"]["digits"].update(seeds=[]), "seeds: must not be empty"),
         (lambda p: p["experiments"]["digits"].update(seeds=[1, 1]), "entries must be unique"),
         (lambda p: p["experiments"]["digits"].update(protocol="fast"), "unknown protocol 'fast'"),
-        (lambda p: p["experiments"].update(imagenet21k=p["experiments"]["digits"]), "unknown dataset"),
+        (
+            lambda p: p["experiments"].update(imagenet21k=p["experiments"]["digits"]),
+            "unknown dataset",
+        ),
         (lambda p: p["protocols"]["tiny"].update(distill_epochs=-1), "expected a number > 0"),
         (lambda p: p["protocols"]["tiny"].update(deterministic="yes"), "expected true or false"),
         (
@@ -292,3 +295,30 @@ def test_mad_s_imagenet_scale_rows_train_an_adam_student(
     assert optimizer.param_groups[0]["lr"] == 1e-4  # no lr decay (Table 6)
     with pytest.raises(ValueError, match="set momentum: 0"):
         replace(loop.student_optimizer, momentum=0.9)
+
+
+def test_a_teacher_warm_up_ramps_linearly_then_follows_the_step_schedule(suite):
+    import torch
+
+    from dfkd.optim import build_optimizer
+
+    recipe = suite.teachers["food101"]  # MAD Table 4: 5 warm-up epochs, x0.1 at 30 and 60
+    assert (recipe.warmup_epochs, recipe.optimizer.milestones) == (5, (30, 60))
+
+    def learning_rates(warmup: int) -> list[float]:
+        weights = [torch.nn.Parameter(torch.zeros(1))]
+        optimizer, scheduler = build_optimizer(weights, recipe.optimizer, 90, None, warmup)
+        rates = []
+        for _ in range(recipe.epochs):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return rates
+
+    warm, plain = learning_rates(5), learning_rates(0)
+    assert warm[:5] == pytest.approx([0.02 * epoch / 5 for epoch in range(1, 6)], rel=1e-12)
+    assert warm[5:] == pytest.approx(plain[5:], rel=1e-12)  # MultiStepLR's decays, unchanged
+    assert plain[29:31] == pytest.approx([0.02, 0.002]) and plain[-1] == pytest.approx(2e-4)
+    with pytest.raises(ValueError, match="warm-up is for the multistep"):
+        replace(suite.teachers["digits"], warmup_epochs=2,
+                optimizer=replace(recipe.optimizer, schedule="cosine", milestones=()))  # fmt: skip

@@ -14,6 +14,7 @@ from dfkd.cli import main
 from dfkd.config import ImportTeacherConfig, save_config
 from dfkd.data import dataset_info, load_split, normalize
 from dfkd.distill import run_distillation
+from dfkd.errors import CheckpointError
 from dfkd.models import build_model
 from tests.support import copy_repository, run_command
 
@@ -105,6 +106,30 @@ def test_a_cmi_checkpoint_loads_strictly_with_identical_outputs(tmp_path, archit
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(imported.eval()(images), source(images))
+
+
+def test_torchvision_s_alexnet_file_loads_strictly_with_identical_outputs(tmp_path):
+    torchvision = pytest.importorskip("torchvision")
+    from dfkd.released import _READERS
+
+    torch.manual_seed(0)
+    source = torchvision.models.alexnet(weights=None).eval()  # 1000 classes, as the zoo's
+    torch.save(source.state_dict(), tmp_path / "alexnet-owt.pth")
+    imported = build_model("alexnet", 1000)
+    imported.load_state_dict(_READERS["torchvision"](tmp_path / "alexnet-owt.pth", "alexnet"))
+    images = torch.randn(2, 3, 256, 256)
+    with torch.no_grad():
+        assert torch.equal(imported.eval()(images), source(images))
+    _write_cmi_checkpoint(tmp_path / "cmi.pth", _randomised("wrn16_1", 10), "wrn16_1")
+    with pytest.raises(CheckpointError, match="not a bare state dict"):
+        _READERS["torchvision"](tmp_path / "cmi.pth", "alexnet")
+
+
+def test_the_imagenet_experiment_imports_torchvision_s_alexnet(suite):
+    config = suite.import_teacher_config("paper", "imagenet", "alexnet")
+    assert (config.format, config.checkpoint) == (
+        "torchvision", "checkpoints/torchvision/alexnet-owt-7be5be79.pth"
+    )  # fmt: skip
 
 
 def _import_config(checkpoint: Path, sha256: str | None) -> ImportTeacherConfig:
@@ -209,7 +234,8 @@ def test_an_experiment_with_released_teachers_imports_instead_of_training(tmp_pa
 
     released_path = repository / "params" / "released_teachers.yaml"
     released = yaml.safe_load(released_path.read_text())
-    released["teachers"]["digits"] = {"cnn_small": {"file": "digits.pth", "sha256": None}}
+    teachers = released["collections"]["cmi"]["teachers"]
+    teachers["digits"] = {"cnn_small": {"file": "digits.pth", "sha256": None}}
     released_path.write_text(yaml.safe_dump(released))
     missing = run_command(["snakemake", "-n", "reports/digits_table.md"], repository, check=False)
     assert missing.returncode != 0

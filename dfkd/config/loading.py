@@ -267,7 +267,9 @@ def _check_released(params: SuiteParams, released: ReleasedTeachers, path: Path)
             continue
         for pair in experiment.pairs:
             teacher = pair.partition("-")[0]
-            if teacher not in released.teachers.get(dataset, {}):
+            try:
+                released.find(dataset, teacher)
+            except KeyError:
                 problems.append(
                     f"params.yaml: experiments.{dataset}.teacher_source: released, but {path} "
                     f"lists no released {teacher} for {dataset}; add it there or choose "

@@ -70,9 +70,15 @@ class TeacherRecipe:
     epochs: int = field(metadata=positive)
     batch_size: int = field(metadata=positive)
     optimizer: OptimizerConfig
+    # The lr rises linearly over these first epochs, to the full lr in the last of them.
+    warmup_epochs: int = field(metadata=non_negative)
 
     def __post_init__(self) -> None:
         _check_milestones(self.optimizer, self.epochs, "optimizer.milestones")
+        if self.warmup_epochs and self.optimizer.schedule == "cosine":
+            raise ValueError("warmup_epochs: a warm-up is for the multistep and constant schedules")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs: got {self.warmup_epochs}; expected < epochs")
 
 
 def _check_milestones(optimizer: OptimizerConfig, epochs: int, key: str) -> None:
@@ -172,11 +178,15 @@ class ReleasedFile:
     sha256: str | None  # pinned by the user after the download; None until then
 
 
-@dataclass(frozen=True)
-class ReleasedTeachers:
-    """params/released_teachers.yaml: published teacher checkpoints a user downloads once."""
+# How a collection's files store their weights (dfkd/released.py).
+ReleasedFormat = Literal["cmi", "torchvision"]
 
-    format: Literal["cmi"]  # how the files store their weights (dfkd/released.py)
+
+@dataclass(frozen=True)
+class ReleasedCollection:
+    """One publisher's teacher checkpoints, which a user downloads once."""
+
+    format: ReleasedFormat
     source: str  # where they come from, as the report captions state it
     url: str
     directory: str  # relative to the working directory
@@ -193,6 +203,32 @@ class ReleasedTeachers:
                         f"teachers.{dataset}.{architecture}.sha256: got {digest!r}; expected 64 "
                         "lowercase hex digits (`sha256sum <file>`), or null"
                     )
+
+
+@dataclass(frozen=True)
+class ReleasedTeachers:
+    """params/released_teachers.yaml: the collections of published teacher checkpoints."""
+
+    collections: dict[str, ReleasedCollection]
+
+    def find(self, dataset: str, architecture: str) -> tuple[ReleasedCollection, ReleasedFile]:
+        """The collection and file of a released teacher; KeyError where none is listed."""
+        for collection in self.collections.values():
+            if architecture in collection.teachers.get(dataset, {}):
+                return collection, collection.teachers[dataset][architecture]
+        raise KeyError((dataset, architecture))
+
+    def __post_init__(self) -> None:
+        listed = [
+            (dataset, architecture)
+            for collection in self.collections.values()
+            for dataset, files in collection.teachers.items()
+            for architecture in files
+        ]
+        twice = sorted({entry for entry in listed if listed.count(entry) > 1})
+        if twice:
+            names = ", ".join(f"{d}/{a}" for d, a in twice)
+            raise ValueError(f"{names}: listed by two collections; keep one")
 
 
 @dataclass(frozen=True)
@@ -242,7 +278,7 @@ class ImportTeacherConfig:
     architecture: str
     checkpoint: str
     sha256: str | None
-    format: Literal["cmi"]
+    format: ReleasedFormat
     source: str
     data: DataSettings
 

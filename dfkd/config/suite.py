@@ -92,18 +92,21 @@ class Suite:
     ) -> ImportTeacherConfig:
         """A released teacher of the experiment (params/released_teachers.yaml)."""
         self._experiment(dataset, protocol)
-        chosen = self.released.teachers.get(dataset, {}).get(architecture)
-        if chosen is None:
-            raise ConfigError(f"no released teacher '{architecture}' for dataset '{dataset}'")
+        try:
+            collection, chosen = self.released.find(dataset, architecture)
+        except KeyError:
+            raise ConfigError(
+                f"no released teacher '{architecture}' for dataset '{dataset}'"
+            ) from None
         return ImportTeacherConfig(
             suite_version=dfkd.__version__,
             protocol=protocol,
             dataset=dataset,
             architecture=architecture,
-            checkpoint=str(Path(self.released.directory, chosen.file)),
+            checkpoint=str(Path(collection.directory, chosen.file)),
             sha256=chosen.sha256,
-            format=self.released.format,
-            source=self.released.source,
+            format=collection.format,
+            source=collection.source,
             data=self.params.data,
         )
 
@@ -126,6 +129,7 @@ class Suite:
                 recipe,
                 epochs=chosen.teacher_epochs,
                 optimizer=_scaled(recipe.optimizer, recipe.epochs, chosen.teacher_epochs),
+                warmup_epochs=min(recipe.warmup_epochs, chosen.teacher_epochs - 1),
             )
         return TeacherRunConfig(
             suite_version=dfkd.__version__,
