@@ -30,20 +30,24 @@ def test_each_study_has_the_papers_grid(suite):
     methods = ["dafl", "adi", "cmi", "cudfkd"]
     assert _grid(suite, "noisy_teacher") == set(itertools.product(methods, ["trained", "noisy"]))
     assert suite.study("noisy_teacher").seeds == (0, 10, 20)  # §5.4
-    assert _grid(suite, "mad_generators") == {
+    mad_types = {
         ("uncond", "0"), ("cat", "0.1"), ("cat", "0.3"), ("cat", "3.0"), ("cat", "10.0"),
         ("sum", "0.1"),
     }  # fmt: skip
+    assert _grid(suite, "mad_generators") == _grid(suite, "mad_generators_imagenet") == mad_types
     assert _grid(suite, "mad_momentum") == {("0.2",), ("0.95",), ("0.999",)}
     assert _grid(suite, "mad_branches") == {("1", "1"), ("0", "1"), ("1", "0")}
 
 
-def test_the_mad_cells_change_what_their_labels_say(suite):
-    for labels in [("cat", "0.1"), ("cat", "0.3"), ("cat", "3.0"), ("cat", "10.0"), ("sum", "0.1")]:
-        cell = _hyperparameters(suite, "mad_generators", labels)
+@pytest.mark.parametrize("study", ["mad_generators", "mad_generators_imagenet"])
+def test_the_mad_generator_cells_change_what_their_labels_say(suite, study):
+    for labels in [("uncond", "0"), ("cat", "0.1"), ("cat", "0.3"), ("cat", "3.0"),
+                   ("cat", "10.0"), ("sum", "0.1")]:  # fmt: skip
+        cell = _hyperparameters(suite, study, labels)
         assert (cell["generator"], cell["nll_weight"]) == (f"mad_{labels[0]}", float(labels[1]))
-    uncond = _hyperparameters(suite, "mad_generators", ("uncond", "0"))
-    assert (uncond["generator"], uncond["nll_weight"]) == ("mad_uncond", 0.0)
+
+
+def test_the_mad_cells_change_what_their_labels_say(suite):
     for alpha in ("0.2", "0.95", "0.999"):
         assert _hyperparameters(suite, "mad_momentum", (alpha,))["ema_momentum"] == float(alpha)
     for labels in [("1", "1"), ("0", "1"), ("1", "0")]:
