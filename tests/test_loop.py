@@ -28,13 +28,19 @@ class Probe(DFKDMethod):
         self.nan_at, self.epoch, self.generator_calls = nan_at, 1, 0
         self.modes: set[tuple[str, bool, bool]] = set()
         self.epochs_ended: list[int] = []
+        self.calls: list[str] = []  # the order of pretrain and the first generator steps
 
     def _record(self, phase: str) -> None:
         student = self.student
         self.modes.add((phase, student.training, next(student.parameters()).requires_grad))
 
+    def pretrain(self):
+        self._record("pretrain")
+        self.calls.append("pretrain")
+
     def generator_step(self):
         self._record("generator")
+        self.calls.append("generator")
         self.generator_calls += 1
         value = torch.tensor(float(self.generator_calls))
         if self.nan_at == (self.epoch, self.generator_calls):
@@ -55,7 +61,7 @@ def _loop(epochs=3, rounds=2):
     return LoopConfig(epochs, rounds, 2, 3, 4, optimizer)
 
 
-def _run(method, loop, saved):
+def _run(method, loop, saved, state=None):
     student = method.student
     optimizer, scheduler = build_optimizer(
         student.parameters(), loop.student_optimizer, loop.epochs
@@ -63,7 +69,8 @@ def _run(method, loop, saved):
     clock = TrainingClock(torch.device("cpu"))
     progress = Progress("test", loop.epochs, loop.rounds_per_epoch, "round")
     return distill(
-        method, student, optimizer, scheduler, loop, LoopState(), clock, lambda: {"acc1": 50.0},
+        method, student, optimizer, scheduler, loop, state or LoopState(), clock,
+        lambda: {"acc1": 50.0},
         lambda state: saved.append(json.loads(json.dumps(state.history))), progress, StopRequest(),
     )  # fmt: skip
 
@@ -80,13 +87,23 @@ def _context():
 def test_loop_freezes_the_student_while_synthesising_and_trains_it_after():
     method, saved = Probe(_context()), []
     state = _run(method, _loop(), saved)
-    assert method.modes == {("generator", False, False), ("student", True, True)}
+    assert method.modes == {
+        ("pretrain", False, False), ("generator", False, False), ("student", True, True)
+    }  # fmt: skip
+    assert method.calls[:2] == ["pretrain", "generator"] and method.calls.count("pretrain") == 1
+    assert state.pretrained
     assert method.epochs_ended == [1, 2, 3]
     assert [record["epoch"] for record in state.history] == [1, 2, 3]
     # Loss means per epoch: generator steps 1..4 of each epoch average to 2.5.
     assert all(record["loss/generator/probe"] == 2.5 for record in state.history)
     assert len(saved) == 3  # one checkpoint per epoch
     assert [r["learning_rate"] for r in state.history][-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_resumed_run_does_not_pretrain_again():
+    method = Probe(_context())
+    _run(method, _loop(epochs=2), [], LoopState(pretrained=True, epochs_completed=1, history=[{}]))
+    assert "pretrain" not in method.calls and method.epochs_ended == [2]
 
 
 def test_a_non_finite_term_stops_the_run_naming_term_epoch_and_step():
