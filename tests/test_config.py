@@ -291,6 +291,7 @@ def test_mad_s_imagenet_scale_rows_train_an_adam_student(
     group = optimizer.param_groups[0]
     assert (group["lr"], group["weight_decay"], group["betas"]) == (1e-4, 1e-4, (0.9, 0.999))
     for _ in range(10):
+        optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == 1e-4  # no lr decay (Table 6)
     with pytest.raises(ValueError, match="set momentum: 0"):

@@ -34,6 +34,22 @@ class DatasetInfo:
     crop_padding: int  # pixels of zero padding around the random crop
 
 
+def _at_256(name: str, num_classes: int, directory: str, title: str) -> DatasetInfo:
+    """One of MAD's 256x256 sets, which share their size, constants and augmentation."""
+    return DatasetInfo(
+        name=name,
+        layout=name,
+        num_classes=num_classes,
+        image_size=256,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        directory=directory,
+        title=title,
+        train_augmentation="crop_flip",
+        crop_padding=32,
+    )
+
+
 DATASETS: dict[str, DatasetInfo] = {
     info.name: info
     for info in (
@@ -121,42 +137,9 @@ DATASETS: dict[str, DatasetInfo] = {
         # teacher, Table 10) expects; the supplement gives none for Places365 or Food101. Their
         # train augmentation is not stated either (Table 4): the CIFAR recipe's crop + flip, with
         # the same 1/8 of the image size as padding.
-        DatasetInfo(
-            name="imagenet",
-            layout="imagenet",
-            num_classes=1000,
-            image_size=256,
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
-            directory="imagenet",
-            title="ImageNet",
-            train_augmentation="crop_flip",
-            crop_padding=32,
-        ),
-        DatasetInfo(
-            name="places365",
-            layout="places365",
-            num_classes=365,
-            image_size=256,
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
-            directory="places365",
-            title="Places365-Standard",
-            train_augmentation="crop_flip",
-            crop_padding=32,
-        ),
-        DatasetInfo(
-            name="food101",
-            layout="food101",
-            num_classes=101,
-            image_size=256,
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
-            directory="",
-            title="Food-101",
-            train_augmentation="crop_flip",
-            crop_padding=32,
-        ),
+        _at_256("imagenet", 1000, "imagenet", "ImageNet"),
+        _at_256("places365", 365, "places365", "Places365-Standard"),
+        _at_256("food101", 101, "", "Food-101"),
     )
 }
 
