@@ -18,7 +18,7 @@ from torchvision.datasets import Places365
 
 from dfkd.data import dataset_info, load_split, prepare
 from dfkd.data import large as large_module
-from dfkd.data.large import resize_center_crop
+from dfkd.data.files import resize_center_crop
 from dfkd.errors import DataError
 
 # Odd shapes on purpose: landscape, portrait, square, smaller than 256, an odd margin to crop.
@@ -155,10 +155,10 @@ def test_imagenet_folders_load_with_sorted_wnid_labels_and_prepare_only_indexes(
     for label in (0, 1, 2, 3, 4, 999):
         assert torch.equal(test.images[label], _reference(expected[label][0]))
 
-    def no_decoding(*args):
+    def no_decoding(*args, **keywords):
         raise AssertionError("prepare decoded a split")
 
-    monkeypatch.setattr(large_module, "decode_resized", no_decoding)
+    monkeypatch.setattr(large_module, "decode", no_decoding)
     record = tmp_path / "imagenet.json"
     assert prepare("imagenet", tmp_path, False, record) == 0
     assert json.loads(record.read_text())["sizes"] == {"train": 1000, "test": 1000}
@@ -168,7 +168,7 @@ def test_a_split_too_large_for_memory_is_refused_before_decoding(tmp_path, monke
     _write_food101(tmp_path)
     pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 1000}  # a 3.9 MiB machine
     monkeypatch.setattr(large_module.os, "sysconf", lambda name: pages[name])
-    monkeypatch.setattr(large_module, "decode_resized", lambda *args: pytest.fail("decoded"))
+    monkeypatch.setattr(large_module, "decode", lambda *a, **k: pytest.fail("decoded"))
     with pytest.raises(DataError, match=r"train split \(101 images\) needs 0 GiB.*teacher_source"):
         load_split("food101", tmp_path, "train", download=False)
 

@@ -1,8 +1,8 @@
 """MAD's 256x256 datasets: ImageNet, Places365-Standard and Food-101 (supplement Table 3).
 
 Each image is resized to 256 pixels on its shorter side (bilinear, antialiased: torchvision's
-Resize(256) on a PIL image) and centre-cropped to 256x256 (CenterCrop(256)), since the supplement
-trains and evaluates at 3x256x256 (methods.md §3.6.7, I-8). Decoding runs on every CPU core.
+Resize(256) on a PIL image) and centre-cropped to 256x256 (CenterCrop(256), dfkd/data/files.py),
+since the supplement trains and evaluates at 3x256x256 (methods.md §3.6.7, I-8).
 
 The splits are held in memory like every other split of the suite (dfkd/data/pixels.py), at
 192 KiB an image: a test split takes 4.6-9.2 GiB, Food-101's train split 13.9 GiB. ImageNet's and
@@ -23,43 +23,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
 from torch import Tensor
 
 from dfkd.data.datasets import DatasetInfo
+from dfkd.data.files import Samples, check_classes, decode, image_folder
 from dfkd.errors import DataError
-
-Samples = list[tuple[Path, int]]
-
-
-def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """torchvision's Resize(size) then CenterCrop(size) on a PIL image, as one function."""
-    width, height = image.size
-    if width <= height:  # Resize(size): the shorter side becomes `size`, the ratio is kept
-        new_width, new_height = size, int(size * height / width)
-    else:
-        new_width, new_height = int(size * width / height), size
-    if (new_width, new_height) != (width, height):
-        image = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
-    left = round((new_width - size) / 2.0)
-    top = round((new_height - size) / 2.0)
-    return image.crop((left, top, left + size, top + size))
 
 
 def index_split(info: DatasetInfo, root: Path, split: str, download: bool) -> Samples:
     """Every (image file, label) of a split, downloading it first where that is allowed."""
     samples, classes = _INDEXERS[info.layout](info, root, split, download)
-    if classes != info.num_classes:
-        raise DataError(
-            f"{info.title} under {root}/ has {classes} classes, expected {info.num_classes}; "
-            f"the copy is incomplete or of another dataset"
-        )
+    check_classes(info, root / info.directory, classes)
     return samples
 
 
@@ -77,44 +54,16 @@ def load_large(info: DatasetInfo, root: Path, split: str, download: bool) -> tup
             f"(teacher_source: released)"
         )
     print(f"[data] decoding {len(samples):,} {info.title} {split} images to {size}x{size}")
-    return decode_resized(samples, size)
-
-
-def decode_resized(samples: Sequence[tuple[Path, int]], size: int) -> tuple[Tensor, Tensor]:
-    """Decodes, resizes and centre-crops every image on every CPU core, in sample order."""
-    pixels = np.empty((len(samples), size, size, 3), dtype=np.uint8)  # (N, H, W, 3)
-
-    def decode(position: int) -> None:
-        path = samples[position][0]
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
-        except OSError as error:
-            raise DataError(f"cannot decode image {path} ({error}); replace or remove it") from None
-        pixels[position] = np.asarray(resize_center_crop(rgb, size))
-
-    # PIL releases the GIL while it decodes and resamples, so threads use every core.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        for _ in pool.map(decode, range(len(samples)), chunksize=256):
-            pass
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
-    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return images, labels
+    return decode(samples, size, resize=True)
 
 
 def _imagenet(info: DatasetInfo, root: Path, split: str, download: bool) -> tuple[Samples, int]:
     folder = root / info.directory / ("train" if split == "train" else "val")
-    try:
-        from torchvision.datasets import ImageFolder
-
-        dataset = ImageFolder(str(folder))
-    except FileNotFoundError as error:
-        raise DataError(
-            f"{info.title} not found or incomplete under {folder}/ ({error}); it cannot be "
-            f"downloaded automatically: extract ILSVRC2012's train and val images there, one "
-            f"folder per wnid (torchvision.datasets.ImageNet does this from the archives)"
-        ) from None
-    return [(Path(path), label) for path, label in dataset.samples], len(dataset.classes)
+    remedy = (
+        "it cannot be downloaded: extract ILSVRC2012's train and val images there, one folder "
+        "per wnid (torchvision.datasets.ImageNet does this from the archives)"
+    )
+    return image_folder(info, folder, remedy)
 
 
 def _places365(info: DatasetInfo, root: Path, split: str, download: bool) -> tuple[Samples, int]:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from dfkd.atomic import atomic_write_json
-from dfkd.data import large
+from dfkd.data import files, large
 from dfkd.data.datasets import DatasetInfo, dataset_info
 from dfkd.data.pixels import ImageTensors
 from dfkd.errors import ConfigError, DataError
@@ -113,52 +112,18 @@ def _load_tiny_imagenet(
                     f"has a train folder; the file is corrupt"
                 )
             samples.append((base / "val" / "images" / fields[0], class_index[fields[1]]))
-    _check_classes(info, base / "train", len(classes))
-    return _decode_samples(samples, info.image_size)
+    files.check_classes(info, base / "train", len(classes))
+    return files.decode(samples, info.image_size, resize=False)
 
 
 def _load_image_folder(
     info: DatasetInfo, root: Path, split: str, download: bool
 ) -> tuple[Tensor, Tensor]:
     folder = root / info.directory / split
-    try:
-        from torchvision.datasets import ImageFolder
-
-        dataset = ImageFolder(str(folder))
-    except FileNotFoundError as error:
-        raise DataError(
-            f"{info.title} not found or incomplete under {folder}/ ({error}); expected one folder "
-            f"of images per class, which cannot be downloaded automatically: place them there"
-        ) from None
-    _check_classes(info, folder, len(dataset.classes))
-    return _decode_samples(dataset.samples, info.image_size)
-
-
-def _check_classes(info: DatasetInfo, folder: Path, found: int) -> None:
-    if found != info.num_classes:
-        raise DataError(
-            f"{info.title} under {folder}/ has {found} classes, expected {info.num_classes}; "
-            f"the copy is incomplete or of another dataset"
-        )
-
-
-def _decode_samples(samples: Sequence[tuple[str | Path, int]], size: int) -> tuple[Tensor, Tensor]:
-    pixels = np.empty((len(samples), size, size, 3), dtype=np.uint8)  # (N, H, W, 3)
-    for position, (path, _) in enumerate(samples):
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB")
-        except OSError as error:
-            raise DataError(f"cannot decode image {path} ({error}); replace or remove it") from None
-        if rgb.size != (size, size):
-            raise DataError(
-                f"image {path} is {rgb.size[0]}x{rgb.size[1]} pixels, expected {size}x{size}; "
-                f"resize the dataset before loading it"
-            )
-        pixels[position] = np.asarray(rgb)
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()  # (N, 3, H, W)
-    labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-    return images, labels
+    remedy = "expected one folder of images per class, which cannot be downloaded: place them there"
+    samples, classes = files.image_folder(info, folder, remedy)
+    files.check_classes(info, folder, classes)
+    return files.decode(samples, info.image_size, resize=False)
 
 
 def _load_digits(
