@@ -111,7 +111,8 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
     assert "; adversarial_schedule eq15; self_paced log;" in table
     assert (
         "- **Settings of `mad`:** 10 epochs x 20 rounds of 3 synthesis + 10 student steps, "
-        "batch 32, student SGD lr 0.0354 cosine; ema_placement after_generator_steps;"
+        "batch 32 (0.064 M student images), student SGD lr 0.0354 cosine; ema_placement "
+        "after_generator_steps;"
     ) in table
     # Every cell is marked against the suite's own 5-seed reference (params/published.yaml).
     assert "of 6 cells with a published Acc@1 reproduced" in table

@@ -277,12 +277,12 @@ def test_the_loop_and_named_options_of_a_method_are_stated_beside_it(tmp_path: P
     assert {row["settings"] for row in rows if row["method"] == "dfq"} == {expected}
     # The loops as they ran, each with the pair it ran on.
     first = (
-        "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student SGD lr 0.0354 "
-        "cosine"
+        "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32 (0.064 M student "
+        "images), student SGD lr 0.0354 cosine"
     )
     second = (
-        "10 epochs x 20 rounds of 3 synthesis + 60 student steps, batch 32, student SGD lr 0.0354 "
-        "x0.1 at epochs 3, 7"
+        "10 epochs x 20 rounds of 3 synthesis + 60 student steps, batch 32 (0.384 M student "
+        "images), student SGD lr 0.0354 x0.1 at epochs 3, 7"
     )
     markdown = (out / "digits_table.md").read_text()
     assert f"- **Settings of `dafl_bn` (cnn_small → cnn_tiny):** {first}\n" in markdown

@@ -24,7 +24,7 @@ from dfkd.config import save_config
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["dfkd.cli", "dfkd.distill", "dfkd.teacher", "torch._dynamo"])
-METHODS = ["adi", "cmi", "dafl", "dafl_original", "dfq", "mad"]
+METHODS = ["adi", "cmi", "dafl", "dafl_original", "dfq", "mad", "nayer"]
 
 
 def _command(arguments: list[str]) -> None:
@@ -143,9 +143,14 @@ def _distill_config(suite, method: str, teacher: Path):
         student_steps_per_round=min(schedule.student_steps_per_round, 10),
         batch_size=16,
         student_optimizer=optimizer,
+        # NAYER's warm-up: one epoch of two syntheses, then rounds of two syntheses each.
+        warmup_epochs=min(schedule.warmup_epochs, 1),
+        warmup_syntheses_per_epoch=min(schedule.warmup_syntheses_per_epoch, 2),
     )
     if method == "mad":  # the ImageNet rows' pre-training (D-8) must run once, kills or not
         hyperparameters = {**hyperparameters, "generator_pretraining_steps": 3}
+    if method == "nayer":  # a new generator every epoch, so kills land around rebuilds
+        hyperparameters = {**hyperparameters, "generator_lifetime_epochs": 2}
     return replace(
         config, method=method, implementation=suite.methods[method].implementation,
         loop=loop, hyperparameters=hyperparameters,
@@ -179,7 +184,7 @@ def test_distillation_survives_kills(tmp_path, suite, teacher, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq", "mad"])
+@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq", "mad", "nayer"])
 def test_sigterm_checkpoints_mid_round_and_the_resumed_run_is_identical(
     tmp_path, suite, teacher, method
 ):

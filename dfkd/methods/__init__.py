@@ -11,6 +11,7 @@ from dfkd.methods.cudfkd import CuDFKD
 from dfkd.methods.dafl import DAFL
 from dfkd.methods.dfq import DFQ
 from dfkd.methods.mad import MAD
+from dfkd.methods.nayer import NAYER
 from dfkd.registry import Registry
 
 METHODS: Registry[type[DFKDMethod]] = Registry("method implementation")
@@ -20,5 +21,6 @@ METHODS.register("cudfkd")(CuDFKD)
 METHODS.register("dafl")(DAFL)
 METHODS.register("dfq")(DFQ)
 METHODS.register("mad")(MAD)
+METHODS.register("nayer")(NAYER)
 
 __all__ = ["METHODS", "DFKDMethod"]
