@@ -266,7 +266,7 @@ def test_check_command(tmp_path, capsys, monkeypatch):
         "error: params.yaml: experiments.digits.methods: unknown method 'mad2' (no "
         f"params/methods/mad2.yaml); have: {', '.join(method_names())}"
     ]
-    assert "dafl_original, dfq, mad" in lines[0]
+    assert "have: adi, cmi, cudfkd" in lines[0]
 
 
 @pytest.mark.parametrize(

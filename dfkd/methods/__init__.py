@@ -10,6 +10,7 @@ from dfkd.methods.cmi import CMI
 from dfkd.methods.cudfkd import CuDFKD
 from dfkd.methods.dafl import DAFL
 from dfkd.methods.dfq import DFQ
+from dfkd.methods.fast_meta import FastMeta
 from dfkd.methods.mad import MAD
 from dfkd.methods.nayer import NAYER
 from dfkd.registry import Registry
@@ -20,6 +21,7 @@ METHODS.register("cmi")(CMI)
 METHODS.register("cudfkd")(CuDFKD)
 METHODS.register("dafl")(DAFL)
 METHODS.register("dfq")(DFQ)
+METHODS.register("fast_meta")(FastMeta)
 METHODS.register("mad")(MAD)
 METHODS.register("nayer")(NAYER)
 
