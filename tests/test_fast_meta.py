@@ -154,3 +154,17 @@ def test_the_first_layers_are_reset_once_at_the_start_of_their_epoch(suite):
     for module in (meta.project, meta.body[0]):
         assert abs(module.weight.std().item() - 0.02) < 0.005
         assert torch.equal(module.bias.detach(), torch.zeros_like(module.bias))
+
+
+def test_every_term_trains_the_copy_and_the_codes_never_the_meta_generator(suite):
+    method = build_method(suite, "fast10")
+    method.student.eval().requires_grad_(False)
+    method.generator_step()
+    z, targets = method._round["z"], method._round["targets"]
+    terms = method.inversion_terms(method.generator(z), targets)
+    assert terms.keys() == {"bn_statistics", "one_hot", "adversarial"}
+    inputs = [z, method.generator.project.weight, *method.meta_generator.parameters()]
+    for name, term in terms.items():
+        gradients = torch.autograd.grad(term, inputs, allow_unused=True, retain_graph=True)
+        assert gradients[0].abs().sum() > 0 and gradients[1].abs().sum() > 0, name
+        assert all(g is None for g in gradients[2:]), name  # only through the summed step

@@ -294,3 +294,23 @@ def test_runs_name_their_embeddings_and_the_stand_in_needs_no_file(suite):
     assert chosen.sha256 and len(chosen.sha256) == 64
     other = suite.run_config("paper", "cifar100", "resnet34", "resnet18", "dfq", 0, "t.pt")
     assert other.label_embeddings is None
+
+
+def test_every_term_trains_the_whole_generator_noisy_layers_included(suite):
+    method = build_method(suite, "nayer")
+    method.student.eval().requires_grad_(False)
+    method.generator_step()  # a synthesis in progress, the adversarial term on
+    targets = method._round["targets"]
+    terms = method.inversion_terms(method.generator(method.embeddings[targets]), targets)
+    assert terms.keys() == {"bn_statistics", "one_hot", "adversarial"}
+    parts = {
+        "embedding norm": method.generator.embedding_norm.weight,
+        "noisy layer": method.generator.noisy_layers[0].weight,
+        "projection": method.generator.body.project.weight,
+    }
+    for name, term in terms.items():
+        gradients = torch.autograd.grad(
+            term, list(parts.values()), allow_unused=True, retain_graph=True
+        )
+        for part, gradient in zip(parts, gradients, strict=True):
+            assert gradient is not None and gradient.abs().sum() > 0, (name, part)
