@@ -30,12 +30,16 @@ class Classifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
+        """Logits in float32 whatever precision autocast ran the layers in: every loss and
+        metric then starts from float32, on any device. (Autocast's float32 op lists differ by
+        device: CUDA's runs softmax, log-softmax, exp and sums in float32, the CPU's in
+        bfloat16; the `fast` recipe is the same on both only if the logits are float32.)"""
+        return self.head(self.forward_features(x)).float()
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits (N, num_classes), features (N, feature_dim)) from one forward pass."""
+        """(logits (N, num_classes) in float32, features (N, feature_dim)) from one pass."""
         features = self.forward_features(x)
-        return self.head(features), features
+        return self.head(features).float(), features
 
     def stage_modules(self) -> list[nn.Module]:
         """The main stages in forward order (a ResNet's layer1..layer4), for methods that read
