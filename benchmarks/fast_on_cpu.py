@@ -226,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.seeds < 2:
         sys.exit("--seeds: need at least 2 seeds for a band")
     began = time.perf_counter()
-    suite = load_suite(read_yaml(REPOSITORY / "params.yaml"), REPOSITORY / "params")
+    params = read_yaml(REPOSITORY / "params.yaml")
+    params["experiments"][EXPERIMENT]["seeds"] = list(range(arguments.seeds))
+    suite = load_suite(params, REPOSITORY / "params")
     methods = arguments.methods or list(suite.params.experiments[EXPERIMENT].methods)
     eager_from = None
     if arguments.eager_from:

@@ -123,12 +123,14 @@ def compiler_report() -> dict[str, Any]:
     }
 
 
-def reset_compiler() -> None:
-    """Forgets compiled code and counters, so the next compilation is counted (the on-disk
-    inductor cache, TORCHINDUCTOR_CACHE_DIR, is kept)."""
+def reset_compiler(forget_compiled: bool = True) -> None:
+    """Clears torch._dynamo's counters and, with `forget_compiled`, its compiled code, so that
+    everything compiled next is counted (the on-disk inductor cache, TORCHINDUCTOR_CACHE_DIR,
+    is kept either way). Without it, code compiled earlier is reused and not counted again."""
     from torch._dynamo.utils import counters
 
-    torch._dynamo.reset()
+    if forget_compiled:
+        torch._dynamo.reset()
     counters.clear()
 
 
@@ -173,16 +175,18 @@ def largest_difference(
 def compare(
     suite, method_name: str, dataset: str, pair: str, device: torch.device, seed: int,
     rounds: int, steps: int, teacher_state: dict[str, torch.Tensor] | None = None,
-    batch: int | None = None, cuda_recipe: bool = False,
+    batch: int | None = None, cuda_recipe: bool = False, forget_compiled: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Eager and fast on the same first steps of one method: the loss differences, the
-    compiler's report of the fast run, and each run's seconds (the fast one's compilation in)."""
+    compiler's report of the fast run (of all it compiled, or with `forget_compiled` False, of
+    what it compiled beyond the code earlier calls left), and each run's seconds (the fast
+    one's compilation in)."""
     row: dict[str, Any] = {"method": method_name, "dataset": dataset, "pair": pair}
     logs = {}
     for mode in ("eager", "fast"):
         compute = Compute(mode, device, cuda_recipe=cuda_recipe)
         if mode == "fast":
-            reset_compiler()
+            reset_compiler(forget_compiled)
         began = time.perf_counter()
         built = build(suite, method_name, dataset, pair, compute, seed, teacher_state, batch)
         logs[mode] = first_steps(built, rounds, steps)
