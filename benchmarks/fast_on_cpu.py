@@ -149,7 +149,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"# The CUDA `fast` recipe on the CPU against eager: the embedded default, "
         f"{result['seeds']} seeds",
         "",
-        f"`{result['command']}`: {result['wall_seconds'] / 60:.0f} min on {env['device']} "
+        (
+            f"`{result['earlier_command']}`, then for {', '.join(result['updated_methods'])}: "
+            if "earlier_command" in result
+            else ""
+        )
+        + f"`{result['command']}`: {result['wall_seconds'] / 60:.0f} min on {env['device']} "
         f"({env['threads']} threads), torch {env['torch']}, Python {env['python']}. "
         f"Teacher {result['teacher_acc1']:.2f}%. `fast` here is DFKD_FAST_RECIPE=cuda: bfloat16 "
         "CPU autocast, channels_last, teacher and student compiled, fused optimizers.",
@@ -219,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="eager finals of seeds > 0 from a seed_robustness.json (seed 0 "
                         "is run and compared with it)")  # fmt: skip
     parser.add_argument(
+        "--update", action="store_true", help="replace only these methods' rows in the results"
+    )
+    parser.add_argument(
         "--threads", type=int, default=1, help="CPU threads (default 1, as Snakemake's jobs)"
     )
     arguments = parser.parse_args(argv)
@@ -238,12 +246,20 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": arguments.seeds, "environment": environment(torch.device("cpu")),
         "methods": [],
     }  # fmt: skip
+    path = RESULTS / f"{arguments.name}.json"
+    earlier = json.loads(path.read_text()) if arguments.update and path.exists() else None
     with tempfile.TemporaryDirectory() as scratch:
         teacher, result["teacher_acc1"] = _teacher(suite, Path(scratch))
         for method in methods:
-            result["methods"].append(
-                measure_method(suite, method, arguments.seeds, teacher, Path(scratch), eager_from)
-            )
+            row = measure_method(suite, method, arguments.seeds, teacher, Path(scratch), eager_from)
+            if earlier is None:
+                result["methods"].append(row)
+            else:  # the other methods' rows as the earlier command measured them
+                rows = earlier["methods"]
+                result["methods"] = [row if old["method"] == method else old for old in rows]
+                earlier["methods"] = result["methods"]
+                result["earlier_command"] = earlier.get("earlier_command", earlier["command"])
+                result["updated_methods"] = methods
             result["wall_seconds"] = time.perf_counter() - began
             (RESULTS / f"{arguments.name}.json").write_text(json.dumps(result, indent=2) + "\n")
             (RESULTS / f"{arguments.name}.md").write_text(markdown(result))

@@ -90,6 +90,11 @@ class Compute:
         """The network as this mode runs it: compiled in place in `fast` on CUDA (or in the CUDA
         recipe; its state_dict keys stay those of the module)."""
         if self.mixed_precision:
+            # torch._dynamo by default does not guard on a module's hooks, so a compiled graph
+            # traced without the BN-statistics hooks (dfkd/hooks.py) would serve a teacher that
+            # has them whenever a hook-free network of the same shapes ran first: with teacher
+            # and student of one architecture, the generator step then records no statistics.
+            torch._dynamo.config.skip_nnmodule_hook_guards = False
             model.compile()
         return model
 
