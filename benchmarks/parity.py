@@ -112,14 +112,21 @@ def first_steps(built: Built, rounds: int, steps: int) -> list[tuple[str, float]
 
 
 def compiler_report() -> dict[str, Any]:
-    """What torch._dynamo counted since the last reset: graph breaks by reason, graphs, frames."""
-    from torch._dynamo.utils import counters
+    """What torch._dynamo counted since the last reset: graph breaks by reason, distinct graphs,
+    frames compiled, and the guard failures that made it compile a function again (by reason)."""
+    from torch._dynamo.utils import counters, guard_failures
 
+    recompiled: dict[str, int] = {}
+    for reasons in guard_failures.values():
+        for reason in reasons:
+            text = str(reason).splitlines()[0][:200]
+            recompiled[text] = recompiled.get(text, 0) + 1
     return {
         "graph_breaks": dict(counters["graph_break"]),
         "unique_graphs": counters["stats"].get("unique_graphs", 0),
         "frames_compiled": counters["frames"].get("ok", 0),
-        "recompilations": sum(counters["recompiles"].values()) if "recompiles" in counters else 0,
+        "guard_failures": sum(recompiled.values()),
+        "guard_failure_reasons": recompiled,
     }
 
 
@@ -127,11 +134,12 @@ def reset_compiler(forget_compiled: bool = True) -> None:
     """Clears torch._dynamo's counters and, with `forget_compiled`, its compiled code, so that
     everything compiled next is counted (the on-disk inductor cache, TORCHINDUCTOR_CACHE_DIR,
     is kept either way). Without it, code compiled earlier is reused and not counted again."""
-    from torch._dynamo.utils import counters
+    from torch._dynamo.utils import counters, guard_failures
 
     if forget_compiled:
         torch._dynamo.reset()
     counters.clear()
+    guard_failures.clear()
 
 
 def largest_difference(

@@ -96,8 +96,8 @@ def test_the_summary_shows_every_stage_that_wrote_a_file_and_its_errors(tmp_path
     arguments = argparse.Namespace(cpu_size=False, deadline=390)
     text = report.summary(tmp_path, versions, {"a": "exit 0 after 80 s"}, arguments, 300.0)
     assert "# Device kit (device size): NVIDIA H200" in text and "torch 2.11.0" in text
-    assert "| dfq | 256 | 1.0 | 50.0 | – | 0.01 (1.0e-03) | 2 | 4 |  |" in text
-    assert "| cmi | – | – | – | – | – | – | – | RuntimeError: boom |" in text
+    assert "| dfq | 256 | 1.0 | 50.0 | – | 0.01 (1.0e-03) | 2 | 4 | – |  |" in text
+    assert "| cmi | – | – | – | – | – | – | – | – | RuntimeError: boom |" in text
     assert "hook: list.append (2x)" in text
     assert "| teacher resnet34 | fast | 2 / 20 | 55.50 | 2.5 | – | 143 |" in text
     assert (

@@ -39,10 +39,14 @@ estimated apart, and measured by the harness's warm-up seconds):
            such networks reach, plus compilation); DFQ, 20 epochs of 40 rounds (13 PFLOP:
            16 s at 790 TFLOP/s, 1-1.5 min realistic, plus compilation)    4-5, what is left
 
-So a 390 s deadline finishes a-d and the teacher of e; a second call (or a later deadline) the
-rest. Results: a_parity.json, b_harness.json, c_teacher.json, d_reference.json, e_quick.json
-(each with the device, driver, torch, CUDA, cuDNN and package versions), summary.md (every
-table, rewritten after each stage) and kit.log (everything the stages printed): 7 files.
+Each stage stops starting rows past its share of the time left (benchmarks/gpu/stages.py,
+FRACTION), so a slow one cannot starve the next. A 390 s deadline gives a-d their expected
+minutes and e what remains; e needs about 5 minutes alone: a second call with `--stages e
+--deadline 300` runs it in full.
+
+Results: a_parity.json, b_harness.json, c_teacher.json, d_reference.json, e_quick.json (each
+with the device, driver, torch, CUDA, cuDNN and package versions), summary.md (every table,
+rewritten after each stage) and kit.log (everything the stages printed): 7 files.
 `--cpu-size` shrinks every stage for a CPU rehearsal (benchmarks/gpu/rehearse.sh).
 """
 

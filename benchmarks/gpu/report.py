@@ -27,8 +27,8 @@ def _f(value: Any, spec: str = ".3g") -> str:
 def _parity(rows: list[dict]) -> list[str]:
     lines = [
         "| Method | Batch | Eager s | Fast s | G max abs diff (rel.) | S max abs diff (rel.) "
-        "| Graph breaks | Graphs | Error |",
-        "|:---|---:|---:|---:|---:|---:|---:|---:|:---|",
+        "| Graph breaks | Graphs | Frames compiled | Error |",
+        "|:---|---:|---:|---:|---:|---:|---:|---:|---:|:---|",
     ]
     for r in rows:
         losses, compiler = r.get("losses", {}), r.get("compiler", {})
@@ -43,11 +43,18 @@ def _parity(rows: list[dict]) -> list[str]:
             f"| {r['method']} | {r.get('batch', '–')} | {_f(r.get('eager_seconds'), '.1f')} "
             f"| {_f(r.get('fast_seconds'), '.1f')} | {cells[0]} | {cells[1]} "
             f"| {'–' if breaks is None else sum(breaks.values())} "
-            f"| {compiler.get('unique_graphs', '–')} | {r.get('error', '')} |"
+            f"| {compiler.get('unique_graphs', '–')} | {compiler.get('frames_compiled', '–')} "
+            f"| {r.get('error', '')} |"
         )
     reasons = {k: v for r in rows for k, v in r.get("compiler", {}).get("graph_breaks", {}).items()}
-    lines += ["", "Graph breaks: " + ("; ".join(f"{k} ({v}x)" for k, v in reasons.items())
-                                      or "none") + "."]  # fmt: skip
+    guards = {
+        k: v
+        for r in rows
+        for k, v in r.get("compiler", {}).get("guard_failure_reasons", {}).items()
+    }
+    listed = lambda counts, empty: "; ".join(f"{k} ({v}x)" for k, v in counts.items()) or empty  # noqa: E731
+    lines += ["", f"Graph breaks: {listed(reasons, 'none')}.", "",
+              f"Compiled again after a guard failed on: {listed(guards, 'nothing')}."]  # fmt: skip
     return lines
 
 
