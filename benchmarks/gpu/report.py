@@ -122,6 +122,9 @@ def _quick(rows: list[dict]) -> list[str]:
         seconds = [h["train_seconds"] for h in history if "train_seconds" in h]
         steps = [b - a for a, b in zip([0, *seconds[:-1]], seconds, strict=True)]
         per_epoch = statistics.median(steps) if steps else None
+        if "error" in r:
+            lines.append(f"| {r['run']} | – | – | – | – | – | {r['error']} |")
+            continue
         name = r["run"] + (
             f" {r['method']} {r['pair']}" if "method" in r else f" {r['architecture']}"
         )
@@ -146,7 +149,7 @@ def summary(out: Path, versions: dict, statuses: dict, arguments, seconds: float
         f"# Device kit ({size}): {environment.get('device', versions.get('device'))}", "",
         f"Driver {environment.get('driver')}, torch {versions['packages'].get('torch')}, CUDA "
         f"{versions.get('cuda')}, cuDNN {environment.get('cudnn')}, Python {versions['python']}; "
-        f"{environment.get('nvidia_smi', '')}. Packages: "
+        f"{environment.get('nvidia_smi') or 'no nvidia-smi'}. Packages: "
         + ", ".join(f"{k} {v}" for k, v in versions["packages"].items() if v) + ".", "",
         f"Deadline {arguments.deadline:.0f} s; the kit ran {seconds:.0f} s.", "",
         "| Stage | Expected on an H200 (min) | Status | Took (s) |", "|:---|---:|:---|---:|",

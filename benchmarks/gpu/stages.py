@@ -282,6 +282,15 @@ def _run_cli(ctx: Context, command: str, config, run_dir: Path, stop_at: float) 
 
 def quick_stage(ctx: Context, method: str) -> None:
     stage = Stage("e_quick", ctx.out, ctx.device, ctx.sizes)
+    try:
+        _quick(ctx, method, stage)
+    except Exception as error:
+        traceback.print_exc()
+        stage.add({"run": "setup", "error": f"{type(error).__name__}: {error}"[:2000]})
+        stage.save("failed")
+
+
+def _quick(ctx: Context, method: str, stage: Stage) -> None:
     data = SCRATCH / "data"
     if not (data / "cifar10-jpeg").exists():
         data.mkdir(parents=True, exist_ok=True)
@@ -294,7 +303,9 @@ def quick_stage(ctx: Context, method: str) -> None:
     teacher_name, student_name = ctx.sizes.quick_pair.split("-")
     teacher = suite.teacher_config(protocol, "cifar10_jpeg", teacher_name)
     if ctx.sizes.quick_epochs:
-        teacher = replace(teacher, recipe=replace(teacher.recipe, epochs=ctx.sizes.quick_epochs))
+        optimizer = replace(teacher.recipe.optimizer, milestones=())
+        recipe = replace(teacher.recipe, epochs=ctx.sizes.quick_epochs, optimizer=optimizer)
+        teacher = replace(teacher, recipe=recipe)
     # The distillation needs a minute at least: the teacher stops in time to leave it one.
     row = _run_cli(ctx, "train-teacher", teacher, SCRATCH / "quick" / "teacher", ctx.until - 60)
     stage.add({"run": "teacher", "architecture": teacher_name, "compute": teacher.compute,
