@@ -67,7 +67,8 @@ class ProjectionHead(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.layers(x), dim=1, p=2)
+        # float32 before the norm, which CUDA's autocast computes in float32, the CPU's not
+        return F.normalize(self.layers(x).float(), dim=1, p=2)
 
 
 def reset_generator(generator: nn.Module) -> None:
