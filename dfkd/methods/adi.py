@@ -109,19 +109,19 @@ class ADI(PooledMethod):
             "total_variation": config.total_variation_weight * total_variation_l1(pixels),
             "l2": config.l2_weight * torch.linalg.vector_norm(pixels),
         }
+        optimizer = self._round["optimizer"]
+        optimizer.zero_grad(set_to_none=True)
+        terms = self.backpropagate(terms)
         loss = torch.stack(list(terms.values())).sum()
         with torch.no_grad():  # these pixels, before the step, if they are the best so far
             improved = loss < self._round["best_loss"]
             self._round["best_loss"] = torch.where(improved, loss, self._round["best_loss"])
             self._round["best_pixels"] = torch.where(improved, pixels, self._round["best_pixels"])
-        optimizer = self._round["optimizer"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         optimizer.step()
         with torch.no_grad():
             low, high = self.context.normalized_bounds
             pixels.copy_(torch.maximum(torch.minimum(pixels, high), low))
-        return {name: value.detach() for name, value in terms.items()}
+        return terms
 
     def finish_synthesis(self) -> None:
         if self._round is None:  # a round of no synthesis step keeps nothing

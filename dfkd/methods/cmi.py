@@ -177,6 +177,9 @@ class CMI(PooledMethod):
                 projected_local, projected_global, len(pixels), config.contrastive_temperature
             ),
         }
+        round_["optimizer"].zero_grad(set_to_none=True)
+        self.head_optimizer.zero_grad(set_to_none=True)
+        terms = self.backpropagate(terms)
         loss = torch.stack(list(terms.values())).sum()
         with torch.no_grad():  # this batch and its features, if the best of the round so far
             features = torch.cat([local_features, global_features], 1)
@@ -186,12 +189,9 @@ class CMI(PooledMethod):
             round_["best_loss"] = torch.where(improved, loss, round_["best_loss"])
             round_["best_pixels"] = torch.where(improved, pixels, round_["best_pixels"])
             round_["best_features"] = torch.where(improved, features, round_["best_features"])
-        round_["optimizer"].zero_grad(set_to_none=True)
-        self.head_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         round_["optimizer"].step()
         self.head_optimizer.step()
-        return {name: value.detach() for name, value in terms.items()}
+        return terms
 
     def finish_synthesis(self) -> None:
         if self._round is None:
