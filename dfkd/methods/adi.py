@@ -19,7 +19,11 @@ Choices where the paper and the reference code differ:
 - `kept_batch: best` (default): the batch with the lowest loss of the round, as the paper and
   the reference's variable names intend. The reference keeps the *last* iterate instead: its
   `best_inputs = inputs.data` aliases the tensor that Adam and the clamp then change in place.
-  That produced the published numbers; it is the named option `kept_batch: last`.
+  That produced the published numbers; it is the named option `kept_batch: last`, which the
+  experiments compared with them run (params/methods/adi.yaml's CIFAR and Tiny-ImageNet
+  overrides; benchmarks/results/adi_kept_batch.md shows what it changes on the embedded data).
+- On Tiny-ImageNet the reference synthesises 32x32 images (datafree_kd.py hard-codes the size
+  of its deepinv branch); the suite synthesises the dataset's 64x64.
 - The loss of the pixels is tracked on the device; the reference reads it to the host every step.
 - The jitter's offsets come from torch's CPU generator, the reference's from Python's `random`.
 - The adversarial term is the reference's -JS* (unbounded below), not NVlabs' 1 - clamp(JS*, 0, 1);
