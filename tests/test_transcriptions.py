@@ -396,3 +396,47 @@ def test_params_run_what_the_reference_scripts_ran(
         for flag, (key, value) in _expected(repository, method, dataset, pair, flags).items()
     ]  # fmt: skip
     _check(cells)
+
+
+# CuDFKD Table 4 (ResNet-34 -> ResNet-18), as printed: mu, sigma^2, best Acc@1, GPU memory,
+# time; "-" is None. params/published.yaml `stability` holds it for the tables.
+CUDFKD_TABLE4 = {
+    "CIFAR10": """
+        DAFL 62.6 17.1 92.0 6.45G 6.10h
+        DFAD[13] 86.1 12.3 93.3 - -
+        ADI[43] 87.2 13.9 93.3 7.85G 25.2h
+        CMI[14] 82.4 16.6 94.8 12.5G 13.3h
+        MB-DFKD[5] 83.3 16.4 92.4 - -
+        PRE-DFKD[4] 87.4 10.3 94.1 - -
+        CuDFKD(Ours) 94.1 2.88 95.0 6.84G 5.48h""",
+    "CIFAR100": """
+        DAFL 52.5 12.8 74.5 6.45G 7.09h
+        DFAD[13] 54.9 12.9 67.7 - -
+        ADI[43] 51.3 18.2 61.3 7.85G 30.4h
+        CMI[14] 55.2 24.1 77.0 12.5G 22.3h
+        MB-DFKD[5] 64.4 18.3 75.4 - -
+        PRE-DFKD[4] 70.2 11.1 77.1 - -
+        CuDFKD(Ours) 71.7 4.37 75.2 6.84G 7.50h""",
+}
+TABLE4_METHODS = {
+    "DAFL": "dafl", "DFAD[13]": "dfad", "ADI[43]": "adi", "CMI[14]": "cmi",
+    "MB-DFKD[5]": "mb_dfkd", "PRE-DFKD[4]": "pre_dfkd", "CuDFKD(Ours)": "cudfkd",
+}  # fmt: skip
+
+
+def test_published_stability_is_cudfkd_table_4(suite):
+    cells = []
+    for column, text in CUDFKD_TABLE4.items():
+        dataset = column.lower()
+        for line in text.strip().splitlines():
+            name, mu, sigma2, best, memory, hours = line.split()
+            row = suite.published["stability"][dataset]["resnet34-resnet18"][TABLE4_METHODS[name]]
+            printed = {
+                "mu": float(mu), "sigma2": float(sigma2), "best": float(best),
+                "memory_gb": None if memory == "-" else float(memory.rstrip("G")),
+                "hours": None if hours == "-" else float(hours.rstrip("h")),
+            }  # fmt: skip
+            for key, value in printed.items():
+                where = f"CuDFKD Table 4, {column}, row '{name}', column {key}"
+                cells.append((where, "params/published.yaml", key, getattr(row, key), value))
+    _check(cells)
