@@ -106,8 +106,9 @@ class CuDFKDConfig(GenerativeMethodConfig):
     # Images per generator step; null: the student's batch (datafree_kd.py's default).
     synthesis_batch_size: int | None = field(metadata=positive)
     bn_statistics_weight: float = field(metadata=non_negative)  # alpha_bn
-    one_hot_weight: float = field(metadata=non_negative)  # alpha_oh
-    class_entropy_weight: float = field(metadata=non_negative)  # -lmda_ent: maximises H
+    one_hot_weight: float = field(metadata=non_negative)  # the code's --oh
+    # Table 7's alpha_oh, the code's -lmda_ent: a positive weight maximises H.
+    class_entropy_weight: float = field(metadata=non_negative)
     class_entropy_temperature: float = field(metadata=positive)  # the code's --T
     adversarial_divergence: Literal["masked_kl", "clamped_js"]
     adversarial_temperature: float = field(metadata=positive)  # 3 in cudfkd.py
