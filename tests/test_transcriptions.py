@@ -440,3 +440,44 @@ def test_published_stability_is_cudfkd_table_4(suite):
                 where = f"CuDFKD Table 4, {column}, row '{name}', column {key}"
                 cells.append((where, "params/published.yaml", key, getattr(row, key), value))
     _check(cells)
+
+
+# DAFL's own code (huawei-noah/Data-Efficient-Model-Compression 5e8f4e4): the README's commands
+# (`--act` read as the script's `--a`) and what DAFL-train.py fixes: 120 iterations per epoch,
+# SGD momentum 0.9, wd 5e-4, lr x0.1 at epochs 800 and 1600, log10 entropy.
+DAFL_README = {
+    "cifar10": "--n_epochs 2000 --batch_size 1024 --lr_G 0.02 --lr_S 0.1 --latent_dim 1000 "
+    "--oh 0.05 --ie 5 --act 0.01",
+    "cifar100": "--n_epochs 2000 --batch_size 1024 --lr_G 0.02 --lr_S 0.1 --latent_dim 1000 "
+    "--oh 0.5 --ie 20 --act 0.1",
+}
+DAFL_FLAGS = {
+    "n_epochs": "schedule.epochs", "batch_size": "schedule.batch_size",
+    "lr_G": "generator_learning_rate", "lr_S": "schedule.student_optimizer.learning_rate",
+    "latent_dim": "latent_dim", "oh": "one_hot_weight", "ie": "information_entropy_weight",
+    "act": "activation_weight",
+}  # fmt: skip
+DAFL_TRAIN_PY = {
+    "(range(120))": ("schedule.rounds_per_epoch", 120),
+    "(SGD momentum)": ("schedule.student_optimizer.momentum", 0.9),
+    "(SGD weight_decay)": ("schedule.student_optimizer.weight_decay", 5e-4),
+    "(adjust_learning_rate)": ("schedule.student_optimizer.milestones", [800, 1600]),
+    "(torch.log10)": ("entropy_log_base", 10.0),
+    "(kdloss(net(gen_imgs.detach()), outputs_T.detach()): the same batch)":
+        ("student_batch", "generator_batch"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_dafl_original_runs_the_dafl_readmes_command(suite, dataset):
+    source = "huawei-noah/Data-Efficient-Model-Compression 5e8f4e4 DAFL"
+    expected = {
+        f"README --{flag}": (DAFL_FLAGS[flag], float(value))
+        for flag, value in _flags(DAFL_README[dataset]).items()
+    } | {f"DAFL-train.py {what}": value for what, value in DAFL_TRAIN_PY.items()}
+    cells = [
+        (f"{source} {what} ({dataset})", "params/methods/dafl_original.yaml", key,
+         _setting(suite, "dafl_original", dataset, "resnet34-resnet18", key), value)
+        for what, (key, value) in expected.items()
+    ]  # fmt: skip
+    _check(cells)
