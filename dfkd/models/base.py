@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from dfkd.errors import ConfigError
@@ -34,9 +35,12 @@ class Classifier(nn.Module):
         with `with_features` the penultimate features too. float32 logits make every loss and
         metric start from float32 on any device: autocast's float32 op lists differ (CUDA's
         runs softmax, log-softmax, exp and sums in float32, the CPU's in bfloat16), and the
-        `fast` recipe is the same on both only if the logits are float32."""
+        `fast` recipe is the same on both only if the logits are float32. float64 stays float64
+        (the tests' finite differences)."""
         features = self.forward_features(x)
-        logits = self.head(features).float()
+        logits = self.head(features)
+        if logits.dtype != torch.float64:
+            logits = logits.float()
         return (logits, features) if with_features else logits
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
