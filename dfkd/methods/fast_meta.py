@@ -122,10 +122,9 @@ class FastMeta(FastInversionMethod):
         self.generator.train()
         pixels = self.generator(round_["z"])  # (B, 3, H, W) in [0, 1]
         terms = self.inversion_terms(pixels, round_["targets"])
-        loss = torch.stack(list(terms.values())).sum()
-        self.keep_if_best(loss, pixels)
         round_["optimizer"].zero_grad(set_to_none=True)
-        loss.backward()
+        terms = self.backpropagate(terms)
+        self.keep_if_best(torch.stack(list(terms.values())).sum(), pixels)
         with torch.no_grad():  # first-order MAML: the copy's gradients, summed over the steps
             pairs = zip(self.meta_generator.parameters(), self.generator.parameters(), strict=True)
             for meta, inner in pairs:
@@ -133,7 +132,7 @@ class FastMeta(FastInversionMethod):
                     continue
                 meta.grad = inner.grad.clone() if meta.grad is None else meta.grad.add_(inner.grad)
         round_["optimizer"].step()
-        return {name: value.detach() for name, value in terms.items()}
+        return terms
 
     def finish_synthesis(self) -> None:
         if self._round is None:

@@ -160,13 +160,12 @@ class NAYER(FastInversionMethod):
         self.generator.train()
         pixels = self.generator(self.embeddings[targets])  # (B, 3, H, W) in [0, 1]
         terms = self.inversion_terms(pixels, targets)
-        loss = torch.stack(list(terms.values())).sum()
-        self.keep_if_best(loss, pixels)
         optimizer = self._round["optimizer"]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        terms = self.backpropagate(terms)
+        self.keep_if_best(torch.stack(list(terms.values())).sum(), pixels)
         optimizer.step()
-        return {name: value.detach() for name, value in terms.items()}
+        return terms
 
     def state_dict(self) -> dict[str, Any]:
         state = {
