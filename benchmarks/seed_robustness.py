@@ -70,6 +70,7 @@ FEATURES_OFF = {
     "loop.syntheses_per_round": 1,
     "optimizer.cosine_epochs": None,
     "optimizer.minimum_learning_rate": 0.0,
+    "hyperparameters.later_syntheses_student_mode": "eval",
 }
 
 

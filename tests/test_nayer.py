@@ -230,6 +230,26 @@ def test_the_generator_is_rebuilt_at_the_epochs_the_reference_rebuilds_it(suite,
     assert rebuilt == expected
 
 
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_the_student_is_in_train_mode_after_an_epochs_first_synthesis_only_as_the_reference(
+    suite, mode
+):
+    method = build_method(suite, "nayer", overrides={"later_syntheses_student_mode": mode})
+    student = method.student.eval().requires_grad_(False)
+    modes = []
+    student.register_forward_pre_hook(lambda m, x: modes.append(m.training))
+    for epoch in range(2):
+        for synthesis in range(3):
+            before = {k: v.clone() for k, v in student.state_dict().items()}
+            modes.clear()
+            _synthesis(method, 2)  # the adversarial term's two student passes
+            moved = any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
+            expected = mode == "train" and synthesis > 0
+            assert modes == [expected] * 2 and moved == expected, (epoch, synthesis)
+            assert not student.training  # handed back to the loop frozen
+        method.on_epoch_end(epoch + 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # Label embeddings
 

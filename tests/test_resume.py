@@ -149,8 +149,12 @@ def _distill_config(suite, method: str, teacher: Path):
     )
     if method == "mad":  # the ImageNet rows' pre-training (D-8) must run once, kills or not
         hyperparameters = {**hyperparameters, "generator_pretraining_steps": 3}
-    if method == "nayer":  # a new generator every epoch, so kills land around rebuilds
-        hyperparameters = {**hyperparameters, "generator_lifetime_epochs": 2}
+    if method == "nayer":  # a new generator every epoch, so kills land around rebuilds; the
+        # reference's student in train mode after an epoch's first synthesis
+        hyperparameters = {
+            **hyperparameters, "generator_lifetime_epochs": 2,
+            "later_syntheses_student_mode": "train",
+        }  # fmt: skip
     if method.startswith("fast"):  # the meta-generator's first layers reset inside the run
         hyperparameters = {**hyperparameters, "first_layer_reset_epoch": 2}
     return replace(

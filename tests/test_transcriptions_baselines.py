@@ -83,6 +83,10 @@ def _nayer_expected(dataset: str, text: str) -> dict:
         "(NLGenerator(ngf=64))": ("generator_base_channels", 64),
         "(label_embedding/<dataset>_le.pickle)": ("label_embeddings", "clip_vit_b32"),
         "(nayer.py: no flip on tiny_imagenet)": ("synthesis_flip", dataset != "tiny_imagenet"),
+        "(nayer.py: student.train() after each synthesis of an epoch)": (
+            "later_syntheses_student_mode",
+            "train",
+        ),
     }
 
 

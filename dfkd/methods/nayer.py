@@ -34,6 +34,13 @@ What the release needed to run, and the suite's choices:
 - pool images are 8-bit PNGs in a folder that a rerun with the same tag silently mixes into its
   pool; the suite keeps the same 8-bit pixels in memory, per run (dfkd/synthesis/pool.py);
 - the lowest loss is tracked on the device (the reference reads it every step);
+- its synthesize() puts the student in train mode at the end of each synthesis, inside the loop
+  over an epoch's syntheses: from the second synthesis of an epoch on, the adversarial term sees
+  the student with batch statistics and moves its BN running statistics (found by comparing the
+  two on identical weights). The paper describes no such thing and the suite's loop freezes the
+  student while synthesising (`later_syntheses_student_mode: eval`, the embedded default);
+  `train` is the reference's behaviour, which the experiments compared with its published
+  numbers run;
 - the CLIP embeddings are read from the authors' files, pinned by SHA-256, or replaced by the
   named stand-in `random_orthogonal` (the embedded default, which has no CLIP labels).
 """
@@ -42,7 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +62,7 @@ from dfkd.schema import positive
 
 @dataclass(frozen=True)
 class NAYERConfig(FastInversionConfig):
-    reported_settings = ("label_embeddings",)
+    reported_settings = ("label_embeddings", "later_syntheses_student_mode")
 
     # `clip_vit_b32` (params/label_embeddings.yaml) or the stand-in `random_orthogonal`.
     label_embeddings: str
@@ -64,6 +71,9 @@ class NAYERConfig(FastInversionConfig):
     generator_learning_rate: float = field(metadata=positive)  # Adam, new each synthesis
     generator_betas: tuple[float, float]
     generator_lifetime_epochs: int = field(metadata=positive)  # `--g_life`: epochs to a rebuild
+    # The student's mode in an epoch's syntheses after its first: `eval` as in the first (the
+    # loop's frozen student), or `train` as the reference leaves it (see the docstring).
+    later_syntheses_student_mode: Literal["eval", "train"]
 
     def __post_init__(self) -> None:
         if not all(0 <= beta < 1 for beta in self.generator_betas):
@@ -146,12 +156,19 @@ class NAYER(FastInversionMethod):
 
     def _start_round(self) -> None:
         epoch = self.epochs_completed
-        if self.rebuild_checked_epoch != epoch:  # the epoch's first synthesis
+        first = self.rebuild_checked_epoch != epoch
+        if first:  # the epoch's first synthesis
             self.rebuild_checked_epoch = epoch
             if self.rebuild_due(epoch):
                 self.generator = self._new_generator()
         self.generator.reinitialise_noisy_layers()
-        self._round = self.new_round(targets=self._targets(), optimizer=self._optimizer())
+        self._round = self.new_round(
+            targets=self._targets(), optimizer=self._optimizer(), first_of_epoch=first
+        )
+
+    def _student_in_train_mode(self) -> bool:
+        later = not self._round["first_of_epoch"]
+        return later and self.config.later_syntheses_student_mode == "train"
 
     def generator_step(self) -> LossTerms:
         if self._round is None:
@@ -159,7 +176,12 @@ class NAYER(FastInversionMethod):
         targets = self._round["targets"]
         self.generator.train()
         pixels = self.generator(self.embeddings[targets])  # (B, 3, H, W) in [0, 1]
+        train_mode = self._student_in_train_mode()
+        if train_mode:  # the reference's: batch statistics, running statistics updated
+            self.student.train()
         terms = self.inversion_terms(pixels, targets)
+        if train_mode:
+            self.student.eval()
         optimizer = self._round["optimizer"]
         optimizer.zero_grad(set_to_none=True)
         terms = self.backpropagate(terms)
@@ -177,6 +199,7 @@ class NAYER(FastInversionMethod):
             state["round"] = self.round_state() | {
                 "targets": self._round["targets"],
                 "optimizer": self._round["optimizer"].state_dict(),
+                "first_of_epoch": self._round["first_of_epoch"],
             }
         return state
 
@@ -190,5 +213,7 @@ class NAYER(FastInversionMethod):
             optimizer = self._optimizer()
             optimizer.load_state_dict(saved["optimizer"])
             targets = saved["targets"].to(self.context.device)
-            self._round = self.new_round(targets=targets, optimizer=optimizer)
+            self._round = self.new_round(
+                targets=targets, optimizer=optimizer, first_of_epoch=saved["first_of_epoch"]
+            )
             self.load_round_state(saved)
