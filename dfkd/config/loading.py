@@ -14,6 +14,7 @@ from dfkd.config.settings import (
     MethodParams,
     PublishedResult,
     PublishedSource,
+    PublishedStability,
     ReleasedTeachers,
     SuiteParams,
     TeacherRecipe,
@@ -180,8 +181,11 @@ def _is_pair(pair: str) -> bool:
 def _load_published(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
     keys = {"verdict_tolerance", "sources", "teachers", "results", "notes"}
-    if not isinstance(data, Mapping) or set(data) != keys:
-        raise ConfigError(f"{path}: expected exactly the keys {', '.join(sorted(keys))}")
+    if not isinstance(data, Mapping) or not keys <= set(data) <= keys | {"stability"}:
+        raise ConfigError(
+            f"{path}: expected exactly the keys {', '.join(sorted(keys))} (and optionally "
+            "stability)"
+        )
     tolerance = from_dict(float, data["verdict_tolerance"], str(path), "verdict_tolerance")
     if not tolerance >= 0:
         raise ConfigError(f"{path}: verdict_tolerance: got {tolerance}; expected >= 0 points")
@@ -190,13 +194,23 @@ def _load_published(path: Path) -> dict[str, Any]:
     teachers = from_dict(
         dict[str, dict[str, PublishedResult]], data["teachers"], str(path), "teachers"
     )
+    without_notes, cell_notes = _split_notes(data["results"])
+    for key, note in cell_notes.items():
+        from_dict(str, note, str(path), key)
     results = from_dict(
-        dict[str, dict[str, dict[str, PublishedResult]]], data["results"], str(path), "results"
+        dict[str, dict[str, dict[str, PublishedResult]]], without_notes, str(path), "results"
+    )
+    stability = from_dict(
+        dict[str, dict[str, dict[str, PublishedStability]]],
+        data.get("stability") or {},
+        str(path),
+        "stability",
     )
     cells = [(f"teachers.{d}.{m}", r) for d, models in teachers.items() for m, r in models.items()]
     cells += [
-        (f"results.{d}.{p}.{m}", r)
-        for d, pairs in results.items()
+        (f"{table}.{d}.{p}.{m}", r)
+        for table, found in (("results", results), ("stability", stability))
+        for d, pairs in found.items()
         for p, methods in pairs.items()
         for m, r in methods.items()
     ]
@@ -207,9 +221,38 @@ def _load_published(path: Path) -> dict[str, Any]:
                 f"have: {', '.join(sources)}"
             )
     return {
-        "verdict_tolerance": tolerance, "sources": sources, "teachers": teachers,
-        "results": results, "notes": notes,
-    }  # fmt: skip
+        "verdict_tolerance": tolerance,
+        "sources": sources,
+        "teachers": teachers,
+        "results": results,
+        "notes": notes,
+        "stability": stability,
+        "cell_notes": cell_notes,
+    }
+
+
+def _split_notes(results: Any) -> tuple[Any, dict[str, Any]]:
+    """The published results without the optional `note` of each cell, and those notes."""
+    if not isinstance(results, Mapping):
+        return results, {}
+    notes: dict[str, Any] = {}
+    without: dict[str, Any] = {}
+    for dataset, pairs in results.items():
+        without[dataset] = pairs
+        if not isinstance(pairs, Mapping):
+            continue
+        without[dataset] = {}
+        for pair, methods in pairs.items():
+            without[dataset][pair] = methods
+            if not isinstance(methods, Mapping):
+                continue
+            without[dataset][pair] = {}
+            for method, cell in methods.items():
+                if isinstance(cell, Mapping) and "note" in cell:
+                    notes[f"results.{dataset}.{pair}.{method}.note"] = cell["note"]
+                    cell = {key: value for key, value in cell.items() if key != "note"}
+                without[dataset][pair][method] = cell
+    return without, notes
 
 
 def _cross_check(
@@ -356,9 +399,13 @@ def _check_studies(
             changes = {"schedule": cell.schedule, "hyperparameters": cell.hyperparameters}
             try:
                 resolve_method_settings(
-                    methods[cell.method], cell.method, study.experiment, study.pair,
-                    path.parent, changes,
-                )  # fmt: skip
+                    methods[cell.method],
+                    cell.method,
+                    study.experiment,
+                    study.pair,
+                    path.parent,
+                    changes,
+                )
             except ConfigError as error:
                 problems.extend(f"{at}: {line}" for line in str(error).splitlines())
     return problems

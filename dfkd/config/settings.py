@@ -166,6 +166,7 @@ class MethodParams:
     """params/methods/<name>.yaml."""
 
     implementation: str
+    display_name: str  # how the reports name the method ("CuDFKD"): the only place they look
     source: str
     schedule: LoopConfig
     hyperparameters: dict[str, Any]
@@ -235,6 +236,9 @@ class ReleasedTeachers:
 class PublishedSource:
     citation: str  # where the numbers are printed, and under what budget
     selection: str  # how its numbers were selected (best epoch, best over trials, ...)
+    # Which of our numbers compares with them (dfkd/reporting/analysis.py RULE_COLUMNS).
+    rule: Literal["best_epoch", "final_epoch"]
+    short: str  # a few words for a table note
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,18 @@ class PublishedResult:
     acc1: float
     agree1: float | None
     lp: float | None
+    source: str  # key into the sources table
+
+
+@dataclass(frozen=True)
+class PublishedStability:
+    """A stability and cost row as a paper prints it (CuDFKD Table 4); null where it has none."""
+
+    mu: float | None  # mean of the per-epoch test Acc@1 from the paper's start epoch
+    sigma2: float | None  # its variance
+    best: float | None  # the best epoch's Acc@1
+    memory_gb: float | None  # GPU memory
+    hours: float | None  # time of a run
     source: str  # key into the sources table
 
 
