@@ -34,7 +34,8 @@ def reproduction_table(analysis: Analysis, dialect: Dialect, provenance: Provena
         Column(("Rule",), "l"),
         Column(("Ours",)),
         Column(("Published",)),
-        Column((d.compose("{delta} (95% CI)", delta=delta),)),
+        Column((delta,)),
+        Column((d.escape("95% CI"),)),
         Column(("SE",)),
         Column(("Verdict",), "l"),
     )
@@ -50,7 +51,6 @@ def reproduction_table(analysis: Analysis, dialect: Dialect, provenance: Provena
         rows.append(Row((d.italic(pair_name(pair, d)),), "group"))
         for method, result in found:
             rule = analysis.published.source(analysis.published.result(pair, method)["source"])
-            shown = f"{d.number(result.delta, 2)}"
             rows.append(
                 Row(
                     (
@@ -58,7 +58,8 @@ def reproduction_table(analysis: Analysis, dialect: Dialect, provenance: Provena
                         "best" if rule.rule == "best_epoch" else "final",
                         d.number(result.ours, 2),
                         d.number(result.published, 2),
-                        d.stack(shown, d.interval(result.delta_low, result.delta_high, 2)),
+                        d.number(result.delta, 2),
+                        d.interval(result.delta_low, result.delta_high, 2),
                         d.number(result.floor, 2),
                         result.verdict or d.escape(f"n = {result.n}"),
                     )
@@ -93,6 +94,8 @@ def reproduction_table(analysis: Analysis, dialect: Dialect, provenance: Provena
         columns=columns,
         rows=tuple(rows),
         empty=d.escape(f"No published Acc@1 for {analysis.title} in the published file."),
+        tabcolsep="4pt",
+        size="small",
         provenance=provenance.plus("Statistics", lines),
     )
 
@@ -182,6 +185,7 @@ def reference_table(analysis: Analysis, dialect: Dialect, provenance: Provenance
         rows=tuple(rows) if reference is not None else (),
         empty=empty,
         provenance=provenance.sections,
+        spaced=True,
         extra={"summary": summary},
     )
 
@@ -189,11 +193,15 @@ def reference_table(analysis: Analysis, dialect: Dialect, provenance: Provenance
 def improvement_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> Table:
     d = dialect
     several = len(analysis.pairs) > 1
-    columns = [Column(("", "A vs B"), "l"), *(Column(pair_header(p, d)) for p in analysis.pairs)]
+    columns = [Column(("", "B"), "l"), *(Column(pair_header(p, d)) for p in analysis.pairs)]
     columns += [Column(("All", "pairs"))] if several else []
-    rows = []
+    rows, previous = [], None
     for (a, b), estimates in analysis.improvements.items():
-        cells = [f"{method_name(analysis, a, d)} vs {method_name(analysis, b, d)}"]
+        if a != previous:
+            title = d.compose("P({a} > B)", a=method_name(analysis, a, d))
+            rows.append(Row((d.italic(title),), "group"))
+        previous = a
+        cells = [method_name(analysis, b, d)]
         for pair in [*analysis.pairs, *([""] if several else [])]:
             found = estimates.get(pair)
             cells.append(
@@ -220,6 +228,8 @@ def improvement_table(analysis: Analysis, dialect: Dialect, provenance: Provenan
         notes=(d.escape("A diverged run counts at chance accuracy."),) if diverged else (),
         empty=d.escape("Fewer than two methods: nothing to compare."),
         tabcolsep="4pt",
+        size="small",
+        spaced=True,
         provenance=provenance.plus(
             "Statistics",
             [

@@ -52,12 +52,15 @@ class Dialect:
         """Digits and signs of a formatted number."""
         return text
 
-    def measure(self, mean: Any, std: Any, decimals: int, bold: bool = False) -> str:
-        """mean ± std; the mean alone where the std is undefined (one seed)."""
+    def measure(
+        self, mean: Any, std: Any, decimals: int, bold: bool = False, dagger: bool = False
+    ) -> str:
+        """mean ± std; the mean alone where the std is undefined (one seed); a dagger marks a
+        mean over fewer runs than ran."""
         if not finite(mean):
             return self.missing
         text = fixed(mean, decimals)
-        text = self.bold(text) if bold else text
+        text = (self.bold(text) if bold else text) + (self.sup("†") if dagger else "")
         return text + (f" ± {fixed(std, decimals)}" if finite(std) else "")
 
     def interval(self, low: Any, high: Any, decimals: int) -> str:
@@ -74,7 +77,8 @@ class Dialect:
     def sup(self, text: str) -> str:
         return f"<sup>{text}</sup>" if text else ""
 
-    def stack(self, *parts: str) -> str:
+    def stack(self, *parts: str, label: bool = False) -> str:
+        """Lines of one cell; the second and later in a smaller size, except in a label."""
         return "<br>".join(part for part in parts if part)
 
     def code(self, text: str) -> str:
@@ -115,10 +119,13 @@ class Html(Dialect):
     def code(self, text: str) -> str:
         return f"<code>{self.escape(text)}</code>"
 
-    def measure(self, mean: Any, std: Any, decimals: int, bold: bool = False) -> str:
+    def measure(
+        self, mean: Any, std: Any, decimals: int, bold: bool = False, dagger: bool = False
+    ) -> str:
         if not finite(mean):
             return self.missing
         text = self.bold(fixed(mean, decimals)) if bold else fixed(mean, decimals)
+        text += self.sup("†") if dagger else ""
         return text + (f"<small> ± {fixed(std, decimals)}</small>" if finite(std) else "")
 
     def subscript(self, base: str, sub: str) -> str:
@@ -161,11 +168,10 @@ _LATEX = {
     "λ": r"$\lambda$",
     "τ": r"$\tau$",
     "Δ": r"$\Delta$",
-    "²": r"$^2$",
+    "²": r"\textsuperscript{2}",
     "¼": r"$\frac{1}{4}$",
     "½": r"$\frac{1}{2}$",
     "…": r"\dots{}",
-    "✓": r"$\checkmark$",
     "†": r"$^\dagger$",
     "\u00a0": "~",
 }
@@ -203,11 +209,14 @@ class Latex(Dialect):
     def literal(self, text: str) -> str:
         return f"${text.replace('−', '-')}$"
 
-    def measure(self, mean: Any, std: Any, decimals: int, bold: bool = False) -> str:
+    def measure(
+        self, mean: Any, std: Any, decimals: int, bold: bool = False, dagger: bool = False
+    ) -> str:
         if not finite(mean):
             return self.missing
         text = fixed(mean, decimals).replace("−", "-")
         text = rf"\mathbf{{{text}}}" if bold else text
+        text += r"^{\dagger}" if dagger else ""
         if finite(std):
             text += rf"_{{\pm {fixed(std, decimals).replace('−', '-')}}}"
         return f"${text}$"
@@ -221,13 +230,14 @@ class Latex(Dialect):
     def sup(self, text: str) -> str:
         return rf"\textsuperscript{{{text}}}" if text else ""
 
-    def stack(self, *parts: str) -> str:
+    def stack(self, *parts: str, label: bool = False) -> str:
         shown = [part for part in parts if part]
         if len(shown) == 1:
             return shown[0]
         first, *rest = shown
-        return rf"\begin{{tabular}}[t]{{@{{}}r@{{}}}}{first}\\ \scriptsize " + (
-            r"\\ \scriptsize ".join(rest) + r"\end{tabular}"
+        align, size = ("l", "") if label else ("r", r"\scriptsize ")
+        return rf"\begin{{tabular}}[t]{{@{{}}{align}@{{}}}}{first}\\ {size}" + (
+            rf"\\ {size}".join(rest) + r"\end{tabular}"
         )
 
     def code(self, text: str) -> str:

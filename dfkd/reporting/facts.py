@@ -45,12 +45,9 @@ def pair_name(pair: str, dialect: Dialect) -> str:
 
 
 def pair_header(pair: str, dialect: Dialect) -> tuple[str, str]:
-    """Two header lines: "ResNet-34 →" over "ResNet-18"."""
+    """Two header lines, the teacher over the student, as CuDFKD's Tables 1-2 print them."""
     teacher, student = pair.split("-", 1)
-    return (
-        f"{dialect.escape(model_name(teacher))} {dialect.arrow}",
-        dialect.escape(model_name(student)),
-    )
+    return dialect.escape(model_name(teacher)), dialect.escape(model_name(student))
 
 
 def seeds_text(analysis: Analysis) -> str:

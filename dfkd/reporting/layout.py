@@ -51,6 +51,8 @@ class Table:
     links: tuple[str, ...] = ()  # marked-up links to the other tables of the report
     empty: str = ""  # shown instead of the table where it has no rows
     tabcolsep: str = ""  # LaTeX column separation, where the default is too wide
+    size: str = ""  # a LaTeX size command for the table body ("small"), where it is wide
+    spaced: bool = False  # a little space after each row, where cells hold two lines
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

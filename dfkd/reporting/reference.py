@@ -24,7 +24,7 @@ from dfkd.errors import UserError
 OUTCOME_IRRELEVANT = ("seed", "suite_version", "teacher_checkpoint", "data")
 
 EQUAL, DIFFERS, NO_SEED, OTHER_RECIPE, DIVERGED = (
-    "equal", "differs", "no reference seed", "other recipe", "diverged",
+    "equal", "differs", "no reference", "other recipe", "diverged",
 )  # fmt: skip
 
 
@@ -108,7 +108,9 @@ def check_runs(
         expected = reference.finals.get(key, {}).get(seed, math.nan)
         if row["status"] != "completed":
             status = DIVERGED
-        elif outcome_relevant(configs[index]) != reference.recipes.get(key):
+        elif key not in reference.recipes:
+            status = NO_SEED
+        elif outcome_relevant(configs[index]) != reference.recipes[key]:
             status, expected = OTHER_RECIPE, math.nan
         elif math.isnan(expected):
             status = NO_SEED
@@ -126,7 +128,9 @@ def check_teachers(
         key = f"teacher/{architecture}"
         expected = reference.teachers.get(architecture, math.nan)
         ours = values[0] if len(values) == 1 else math.nan
-        if outcome_relevant(configs.get(architecture, {})) != reference.recipes.get(key):
+        if key not in reference.recipes:
+            status = NO_SEED
+        elif outcome_relevant(configs.get(architecture, {})) != reference.recipes[key]:
             status, expected = OTHER_RECIPE, math.nan
         elif math.isnan(expected) or math.isnan(ours):
             status = NO_SEED

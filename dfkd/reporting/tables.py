@@ -48,10 +48,11 @@ def _measure(
     decimals: int | None = None,
     scale: float = 1.0,
     bold: bool = False,
+    dagger: bool = False,
 ) -> str:
     mean, std = row[f"{column}_mean"] * scale, row[f"{column}_std"] * scale
     places = significant_decimals(mean) if decimals is None else decimals
-    return dialect.measure(mean, std, places, bold)
+    return dialect.measure(mean, std, places, bold, dagger)
 
 
 def _source_letters(analysis: Analysis, keys: list[str]) -> dict[str, str]:
@@ -108,9 +109,8 @@ def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
             bold = (
                 finite(cell["final_acc1_mean"]) and round(cell["final_acc1_mean"], 2) == best[pair]
             )
-            text = _measure(cell, "final_acc1", d, 2, bold=bool(bold))
+            text = _measure(cell, "final_acc1", d, 2, bold=bool(bold), dagger=cell["diverged"] > 0)
             if cell["diverged"]:
-                text += d.sup(d.escape(DAGGER))
                 notes.append(
                     f"{d.escape(DAGGER)} {method_name(analysis, method, d)}, "
                     f"{pair_name(pair, d)}: {cell['diverged']} of {cell['runs']} runs diverged; "
@@ -127,8 +127,8 @@ def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
         rows += published_rows
         notes.append(_source_note(analysis, _source_letters(analysis, keys), keys, d))
     caption = d.compose(
-        "Final-epoch test Acc@1 (%) of the students on {where}, mean ± std over {seeds}; bold: "
-        "the best per teacher → student pair."
+        "Final-epoch test Acc@1 (%) of the students on {where}, mean ± std over {seeds}; "
+        "columns: teacher over student; bold: the best of each column."
         + (" Below the rule: the numbers the methods' sources publish." if published_rows else ""),
         where=where(analysis, d),
         seeds=d.escape(seeds_text(analysis)),
@@ -140,6 +140,7 @@ def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
         label=label(analysis, "acc1"),
         columns=columns,
         rows=tuple(rows),
+        tabcolsep="4pt",
         notes=tuple(notes),
         provenance=provenance.sections,
     )
