@@ -302,3 +302,18 @@ def test_the_provenance_says_where_each_teacher_came_from(tmp_path: Path) -> Non
     markdown = (out / "digits_table.md").read_text()
     assert f"- {released}\n" in markdown
     assert "- wrn40_2 trained by the suite\n" in markdown
+
+
+def test_the_templates_travel_in_the_wheel(tmp_path: Path) -> None:
+    """`dfkd report` reads its templates from the package, so an installed wheel renders."""
+    import zipfile
+
+    from tests.support import BIN, copy_repository, run_command
+
+    source = copy_repository(tmp_path / "source")  # setuptools writes build/ into the tree
+    run_command([str(BIN / "uv"), "build", "--wheel", "--out-dir", str(tmp_path), "-q"], source)
+    (wheel,) = tmp_path.glob("dfkd-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for extension in ("md", "tex", "html"):
+        assert f"dfkd/reporting/templates/table.{extension}.j2" in names
+    assert any(name.endswith("licenses/LICENSE") for name in names)
