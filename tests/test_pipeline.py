@@ -115,7 +115,7 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
     ) in table
     # Every run equals its seed of the committed 5-seed reference (benchmarks/results/).
     reference = (repository / "reports/digits/reference.md").read_text()
-    assert "runs compared equals its reference exactly" in reference, reference
+    assert "runs and 1 teacher compared equal their reference exactly" in reference, reference
     assert "| equal |" in reference and "differs" not in reference
     for name in ("digits_curves.png", "digits_curves.pdf", "digits/profile.pdf"):
         assert (repository / "reports" / name).stat().st_size > 0

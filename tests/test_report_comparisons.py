@@ -162,7 +162,7 @@ def test_runs_are_compared_with_their_reference_seed_by_seed(tmp_path: Path) -> 
     assert first[1][-1] == "other recipe"
     caption = report["markdown"]["reference"].split("\n\n")[1]
     # The teacher and four runs compared; DAFL_bn ran another recipe on the first pair.
-    assert "1 of 5 runs compared differ from their reference" in caption
+    assert "1 of the 4 runs and 1 teacher compared differ from their reference" in caption
     assert "3 ran another recipe than the reference and are not compared" in caption
     runs = list(csv.DictReader(io.StringIO((out / "d_runs.csv").read_text())))
     statuses = [(r["pair"], r["method"], r["seed"], r["reference_status"]) for r in runs]

@@ -154,10 +154,14 @@ def reference_table(analysis: Analysis, dialect: Dialect, provenance: Provenance
     if reference is None:
         summary, caption = "", ""
     else:
+        teachers = sum(c.seed is None for c in compared)
+        what = f"{len(compared) - teachers} runs" + (
+            f" and {teachers} teacher{'s' if teachers > 1 else ''}" if teachers else ""
+        )
         summary = (
-            f"every one of the {len(compared)} runs compared equals its reference exactly"
+            f"all {what} compared equal their reference exactly"
             if compared and not differ
-            else f"{len(differ)} of {len(compared)} runs compared differ from their reference"
+            else f"{len(differ)} of the {what} compared differ from their reference"
         )
         if other:
             summary += f"; {len(other)} ran another recipe than the reference and are not compared"
