@@ -20,6 +20,7 @@ from tests import services
 
 PREAMBLE = r"""\documentclass{article}
 \usepackage{booktabs}
+\pagestyle{empty}
 \makeatletter
 % Every outermost tabular is boxed once, its natural width written to the log, then placed.
 \newcount\dfkd@depth
@@ -80,6 +81,6 @@ def typeset(tables: Sequence[Path], directory: Path, name: str = "tables") -> Ty
 
 
 def render_pages(pdf: Path, prefix: Path, dpi: int = 110) -> list[Path]:
-    """Each page of ``pdf`` as ``<prefix>-<n>.png``, cropped to what is printed on it."""
+    """Each page of ``pdf`` as ``<prefix>-<n>.png``."""
     subprocess.run(["pdftoppm", "-r", str(dpi), "-png", str(pdf), str(prefix)], check=True)
     return sorted(prefix.parent.glob(f"{prefix.name}-*.png"))

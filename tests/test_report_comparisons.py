@@ -155,10 +155,10 @@ def test_runs_are_compared_with_their_reference_seed_by_seed(tmp_path: Path) -> 
     table: dict[str, list[str]] = {}
     for row in rows:  # the first pair's rows come first
         table.setdefault(row[0], row[1:])
-    assert table["Teacher (cnn_small)"][0] == "90.79<br>= reference"
+    assert table["Teacher (cnn_small)"][0] == "90.79<br>= ref."
     first = [table[name] for name in ("DFQ", DAFL)]
-    assert first[0] == ["91.20<br>= reference", "89.00<br>−0.22 (1 of 451)",
-                        "92.00<br>= reference", "differs"]  # fmt: skip
+    assert first[0] == ["91.20<br>= ref.", "89.00<br>−0.22 (1 of 451)", "92.00<br>= ref.",
+                        "differs"]  # fmt: skip
     assert first[1][-1] == "other recipe"
     caption = report["markdown"]["reference"].split("\n\n")[1]
     # The teacher and four runs compared; DAFL_bn ran another recipe on the first pair.

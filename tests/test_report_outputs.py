@@ -317,3 +317,17 @@ def test_the_templates_travel_in_the_wheel(tmp_path: Path) -> None:
     for extension in ("md", "tex", "html"):
         assert f"dfkd/reporting/templates/table.{extension}.j2" in names
     assert any(name.endswith("licenses/LICENSE") for name in names)
+
+
+def test_the_citation_metadata_matches_the_package() -> None:
+    import tomllib
+
+    import dfkd
+    from tests.support import REPOSITORY
+
+    citation = yaml.safe_load((REPOSITORY / "CITATION.cff").read_text())
+    project = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())["project"]
+    assert citation["cff-version"] == "1.2.0" and citation["version"] == dfkd.__version__
+    assert citation["license"] == project["license"] == "MIT"
+    assert (REPOSITORY / "LICENSE").read_text().startswith("MIT License")
+    assert "## How to cite" in (REPOSITORY / "README.md").read_text()

@@ -11,9 +11,8 @@ provenance as a comment, the Markdown and HTML files as a collapsible section af
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from importlib import resources
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +52,6 @@ class Table:
     tabcolsep: str = ""  # LaTeX column separation, where the default is too wide
     size: str = ""  # a LaTeX size command for the table body ("small"), where it is wide
     spaced: bool = False  # a little space after each row, where cells hold two lines
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def header_lines(self) -> int:
@@ -114,19 +112,9 @@ def _environment(dialect: Dialect, templates: Path | None) -> jinja2.Environment
     return environment
 
 
-def template_names(kind: str) -> list[str]:
-    """The template files of one kind ("table" or "study"), one per dialect."""
-    return [f"{kind}.{extension}.j2" for extension in ("md", "tex", "html")]
-
-
 def render(table: Table, dialect: Dialect, templates: Path | None = None, **view: Any) -> str:
     """``table`` laid out by the dialect's template (the package's, or one in ``templates``)."""
     name = f"table.{dialect.extension}.j2"
     if templates is not None and not (templates / name).is_file():
         raise UserError(f"{templates / name}: template not found; pass a folder holding {name}")
     return _environment(dialect, templates).get_template(name).render(table=table, **view)
-
-
-def packaged_templates() -> Path:
-    """The folder of the package's templates (for tests and error messages)."""
-    return Path(str(resources.files(TEMPLATES) / "templates"))

@@ -119,17 +119,18 @@ def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
             cells.append(text)
         rows.append(Row(tuple(cells)))
     published_rows, keys = _published_block(analysis, d)
+    selection = ""
     if published_rows:
         rules = {analysis.published.source(key).rule for key in keys}
-        selected = {"best_epoch": "best epoch, on the test set", "final_epoch": "final epoch"}
-        heading = "Published" + (f" ({selected[rules.pop()]})" if len(rules) == 1 else "")
-        rows += [Row(("",), "rule"), Row((d.italic(d.escape(heading)),), "group")]
+        selected = {"best_epoch": ", at their best epoch", "final_epoch": ", at the final epoch"}
+        selection = selected[rules.pop()] if len(rules) == 1 else ""
+        rows += [Row(("",), "rule"), Row((d.italic("Published"),), "group")]
         rows += published_rows
         notes.append(_source_note(analysis, _source_letters(analysis, keys), keys, d))
     caption = d.compose(
         "Final-epoch test Acc@1 (%) of the students on {where}, mean ± std over {seeds}; "
         "columns: teacher over student; bold: the best of each column."
-        + (" Below the rule: the numbers the methods' sources publish." if published_rows else ""),
+        + (f" Below: the published numbers{selection}." if published_rows else ""),
         where=where(analysis, d),
         seeds=d.escape(seeds_text(analysis)),
     )
