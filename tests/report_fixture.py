@@ -170,7 +170,7 @@ def _run_metrics(
         final = FINAL[(pair, method)][seed]
     on_gpu = pair == PAIRS[1] if on_gpu is None else on_gpu
     diverged = final is None
-    history = _history(15.0, seed, epochs=2) if diverged else _history(final, seed)
+    history = _history(55.0, seed, epochs=2) if diverged else _history(final, seed)
     summary = summarize_history(history, START_EPOCH, THRESHOLD)
     return {
         "kind": "distillation",

@@ -58,8 +58,9 @@ def curves(
     pairs = analysis.pairs
     columns = min(COLUMNS, len(pairs))
     rows = math.ceil(len(pairs) / columns)
+    height = 3.1 * rows + 0.9  # inches: the panels, the title and the legend
     figure, axes = pyplot.subplots(
-        rows, columns, figsize=(4.0 * columns, 3.1 * rows + 0.9), squeeze=False, sharey=True
+        rows, columns, figsize=(4.0 * columns, height), squeeze=False, sharey=True
     )
     colours = _colours(analysis.methods)
     for axis, pair in zip(axes.flat, pairs, strict=False):
@@ -103,7 +104,7 @@ def curves(
     figure.legend(
         handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8, frameon=False
     )
-    figure.tight_layout(rect=(0, 0.9 / (3.1 * rows + 0.9), 1, 1))
+    figure.tight_layout(rect=(0, 0.45 / height, 1, 1))
     files = _save(figure)
     pyplot.close(figure)
     return files
@@ -120,14 +121,18 @@ def profile(analysis: Analysis) -> dict[str, bytes]:
     }
     finite = [s for pairs in scores.values() for pair in pairs for s in pair]
     top = max(1.05, max(finite, default=1.0) + 0.05)
-    thresholds = np.linspace(0.0, top, 211)
+    # From just below the lowest score above chance: a diverged run (score 0) shows as the
+    # share it takes off a curve at its left end.
+    lowest = min((s for s in finite if s > 0), default=0.0)
+    bottom = max(0.0, np.floor((lowest - 0.05) * 20) / 20)
+    thresholds = np.linspace(bottom, top, 211)
     for method, by_pair in scores.items():
         share, low, high = performance_profile([p for p in by_pair if p], thresholds)
         axis.plot(thresholds, share, color=colours[method], lw=1.6, label=analysis.names[method])
         axis.fill_between(thresholds, low, high, color=colours[method], alpha=0.15, lw=0)
     axis.set_xlabel("normalised Acc@1 τ: (acc − chance) / (teacher − chance)")
     axis.set_ylabel("share of runs with score > τ")
-    axis.set_xlim(0.0, top)
+    axis.set_xlim(bottom, top)
     axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
     axis.set_title(
