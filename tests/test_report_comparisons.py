@@ -173,3 +173,55 @@ def test_runs_are_compared_with_their_reference_seed_by_seed(tmp_path: Path) -> 
 def test_without_a_reference_for_the_experiment_the_table_says_so(report) -> None:
     assert "No committed reference for scikit-learn digits" in report["markdown"]["reference"]
     assert r"\begin{tabular}" not in report["latex"]["reference"]
+
+
+def _analysis(root: Path):
+    from dfkd.reporting.analysis import analyse
+    from dfkd.reporting.inputs import (
+        load_display_names,
+        load_published,
+        load_runs,
+        load_teachers,
+    )
+
+    arguments = _write_inputs(root)
+
+    def values(option: str) -> list[str]:
+        start = arguments.index(option) + 1
+        end = next((i for i in range(start, len(arguments)) if arguments[i].startswith("--")),
+                   len(arguments))  # fmt: skip
+        return arguments[start:end]
+
+    runs = load_runs(values("--runs"), "digits")
+    teachers = load_teachers(values("--teachers"), "digits", "tiny")
+    published = load_published(values("--published")[0], "digits")
+    names = load_display_names(values("--methods-dir")[0], ["dfq", "dafl_bn"])
+    return analyse(runs, teachers, published, names, None), runs.histories
+
+
+def test_the_curves_show_every_seed_its_mean_and_the_teacher_per_pair(tmp_path: Path) -> None:
+    from matplotlib import pyplot
+
+    from dfkd.reporting.figures import curves_figure, profile_figure
+    from tests.report_fixture import OFFSETS, _offsets
+
+    analysis, histories = _analysis(tmp_path)
+    figure = curves_figure(analysis, histories)
+    axes = [axis for axis in figure.axes if axis.get_visible()]
+    assert [axis.get_title() for axis in axes] == ["cnn_small → cnn_tiny", "WRN-40-2 → WRN-16-2"]
+    assert "scikit-learn digits, protocol tiny" in figure._suptitle.get_text()
+    (legend,) = figure.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["DFQ", DAFL, "one seed", "teacher"]
+    for axis, pair in zip(axes, PAIRS, strict=True):
+        lines = axis.get_lines()
+        assert len(lines) == 2 * (len(SEEDS) + 1) + 1  # each seed, each mean, the teacher
+        teacher = [line for line in lines if line.get_linestyle() == "--"]
+        assert [line.get_ydata()[0] for line in teacher] == [TEACHERS[pair.split("-")[0]]]
+        completed = [s for s in SEEDS if FINAL[(pair, "dfq")][s] is not None]
+        mean = np.mean([[FINAL[(pair, "dfq")][s] - o for o in _offsets(s)] for s in completed], 0)
+        bold = [line for line in lines if line.get_linewidth() == 2.0]
+        assert np.allclose(bold[0].get_ydata(), mean) and len(mean) == len(OFFSETS)
+    pyplot.close(figure)
+    figure = profile_figure(analysis)
+    assert [t.get_text() for t in figure.axes[0].get_legend().get_texts()] == [DAFL, "DFQ"]
+    pyplot.close(figure)

@@ -53,6 +53,22 @@ def curves(
     analysis: Analysis, histories: Mapping[int, Sequence[Mapping[str, Any]]]
 ) -> dict[str, bytes]:
     """{"png": ..., "pdf": ...} of the per-epoch test Acc@1 of every run."""
+    return _saved(curves_figure(analysis, histories))
+
+
+def profile(analysis: Analysis) -> dict[str, bytes]:
+    """{"png": ..., "pdf": ...} of the performance profiles of the normalised scores."""
+    return _saved(profile_figure(analysis))
+
+
+def _saved(figure: Any) -> dict[str, bytes]:
+    files = _save(figure)
+    _pyplot().close(figure)
+    return files
+
+
+def curves_figure(analysis: Analysis, histories: Mapping[int, Sequence[Mapping[str, Any]]]):
+    """The curves' figure (matplotlib), a panel per pair; the caller closes it."""
     pyplot = _pyplot()
     runs = analysis.runs
     pairs = analysis.pairs
@@ -105,13 +121,11 @@ def curves(
         handles, labels, loc="lower center", ncol=min(len(labels), 8), fontsize=8, frameon=False
     )
     figure.tight_layout(rect=(0, 0.45 / height, 1, 1))
-    files = _save(figure)
-    pyplot.close(figure)
-    return files
+    return figure
 
 
-def profile(analysis: Analysis) -> dict[str, bytes]:
-    """{"png": ..., "pdf": ...} of the performance profiles of the normalised scores."""
+def profile_figure(analysis: Analysis):
+    """The performance profiles' figure (matplotlib); the caller closes it."""
     pyplot = _pyplot()
     figure, axis = pyplot.subplots(figsize=(5.2, 3.6))
     colours = _colours(analysis.methods)
@@ -143,6 +157,4 @@ def profile(analysis: Analysis) -> dict[str, bytes]:
     if scores:
         axis.legend(fontsize=8, frameon=False, loc="lower left")
     figure.tight_layout()
-    files = _save(figure)
-    pyplot.close(figure)
-    return files
+    return figure

@@ -55,7 +55,7 @@ def _measure(
     return dialect.measure(mean, std, places, bold, dagger)
 
 
-def _source_letters(analysis: Analysis, keys: list[str]) -> dict[str, str]:
+def _source_letters(keys: list[str]) -> dict[str, str]:
     """A letter per source where a table quotes more than one; none for one source."""
     keys = list(dict.fromkeys(keys))
     return {key: chr(ord("a") + i) for i, key in enumerate(keys)} if len(keys) > 1 else {}
@@ -126,7 +126,7 @@ def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
         selection = selected[rules.pop()] if len(rules) == 1 else ""
         rows += [Row(("",), "rule"), Row((d.italic("Published"),), "group")]
         rows += published_rows
-        notes.append(_source_note(analysis, _source_letters(analysis, keys), keys, d))
+        notes.append(_source_note(analysis, _source_letters(keys), keys, d))
     caption = d.compose(
         "Final-epoch test Acc@1 (%) of the students on {where}, mean ± std over {seeds}; "
         "columns: teacher over student; bold: the best of each column."
@@ -170,7 +170,7 @@ def _published_block(analysis: Analysis, d: Dialect) -> tuple[list[Row], list[st
         for m in analysis.methods
     ):
         return [], []
-    letters = _source_letters(analysis, keys)
+    letters = _source_letters(keys)
 
     def value(cell: Mapping[str, Any]) -> str:
         if cell.get("acc1") is None:
@@ -222,7 +222,7 @@ def fidelity_table(analysis: Analysis, dialect: Dialect, provenance: Provenance)
         if published.result(p, m).get("agree1") is not None
         or published.result(p, m).get("lp") is not None
     ]
-    letters = _source_letters(analysis, keys)
+    letters = _source_letters(keys)
     lp, code = d.subscript("L", "p"), d.subscript("L", "p") + " (code)"
     columns = [Column(("Method",), "l"), Column((d.escape("Agree@1 (%)"),))]
     columns += [Column(("Pub.",))] if keys else []
