@@ -24,7 +24,7 @@ from dfkd.data import dataset_info
 from dfkd.errors import UserError
 from dfkd.reporting.cells import group_table
 from dfkd.reporting.dialects import DIALECTS, Dialect
-from dfkd.reporting.facts import run_sections
+from dfkd.reporting.facts import pair_name, run_sections
 from dfkd.reporting.inputs import RUN_COLUMNS, read_metrics, report_date, run_row
 from dfkd.reporting.layout import Column, Row, Table, render
 from dfkd.reporting.tables import significant_decimals
@@ -134,7 +134,7 @@ def study_table(
         "seeds; in brackets, the published value.",
         title=d.escape(study.title),
         dataset=d.escape(title),
-        pair=d.escape(study.pair.replace("-", " → ")),
+        pair=pair_name(study.pair, d),
         protocol=d.code(str(runs["protocol"].iloc[0])),
         lp=d.subscript("L", "p"),
     )
@@ -148,7 +148,7 @@ def study_table(
             "Study",
             (
                 f"{name}: {study.source}",
-                f"Published values: {study.selection}",
+                study.selection,
                 "L_p (code): 1 - JS^(1/4), the authors' code's form of CuDFKD's Eq. 14",
             ),
         ),
@@ -163,6 +163,7 @@ def study_table(
         label=f"tab:study-{name}",
         columns=columns,
         rows=tuple(rows),
+        spaced=True,
         provenance=tuple((heading, tuple(lines)) for heading, lines in sections if lines),
     )
 
