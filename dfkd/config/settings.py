@@ -188,7 +188,7 @@ class ReleasedCollection:
     """One publisher's teacher checkpoints, which a user downloads once."""
 
     format: ReleasedFormat
-    source: str  # where they come from, as the report captions state it
+    source: str  # where they come from, as the reports' provenance states it
     url: str
     directory: str  # relative to the working directory
     teachers: dict[str, dict[str, ReleasedFile]]  # dataset -> architecture -> file
