@@ -133,6 +133,8 @@ def measure(seeds: int, clone: Path) -> dict[str, Any]:
             "lock_mismatches": first["lock_mismatches"],
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
+            # Other work on the machine slows every job: the times are only as quiet as this.
+            "load_average_15min": os.getloadavg()[2],
         },
     }
 
@@ -145,7 +147,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"`{result['command']}` (`{result['overlay']}`) on a fresh clone: "
         f"{result['wall_seconds']:.0f} s on "
-        f"{environment['cores']} CPU cores ({environment['cpu']}).",
+        f"{environment['cores']} CPU cores ({environment['cpu']})"
+        + (
+            f", load average {environment['load_average_15min']:.1f} at the end."
+            if "load_average_15min" in environment
+            else "."
+        ),
         f"Commit {str(environment['commit'])[:7]}, Python {environment['python']}, torch "
         f"{environment['torch']}, uv.lock {str(environment['lock_sha256'])[:12]} "
         f"(packages that differ from it: {differs}).",
@@ -170,8 +177,8 @@ def markdown(result: dict[str, Any]) -> str:
         "|:---|" + "---:|" * len(seeds),
     ]
     for key, row in result["methods"].items():
-        finals = row["final_acc1"]
-        cells = [f"{finals[str(s)]:.2f}" if str(s) in finals else "–" for s in seeds]
+        finals = {int(seed): value for seed, value in row["final_acc1"].items()}
+        cells = [f"{finals[s]:.2f}" if s in finals else "–" for s in seeds]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += [
         "",
