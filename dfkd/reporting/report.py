@@ -167,7 +167,8 @@ def cells_csv(analysis: Analysis) -> str:
     cells.insert(0, "dataset", analysis.dataset)
     cells["teacher_acc1"] = [analysis.teachers.mean(t) for t in cells["teacher"]]
     scores = analysis.runs.groupby(["pair", "method"], sort=False)["score"]
-    cells["normalised_acc1_mean"] = [
+    # Diverged runs score 0 here, as in the aggregate; the per-run CSV leaves them blank.
+    cells["normalised_score_mean"] = [
         scores.get_group((p, m)).mean() for p, m in zip(cells["pair"], cells["method"], strict=True)
     ]
     columns = (
