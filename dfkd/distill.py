@@ -60,7 +60,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     out_dir = Path(out_dir)
     digest = config_hash(config)
     device = choose_device()
-    compute = Compute(config.compute, device)
+    compute = Compute.for_run(config.compute, device)
     layout = compute.memory_format
     configure_determinism(config.deterministic, device)
     info = dataset_info(config.dataset)

@@ -71,7 +71,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
 
     train = load_split(config.dataset, config.data.root, "train", config.data.download).to(device)
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
-    compute = Compute(config.compute, device)
+    compute = Compute.for_run(config.compute, device)
     layout = compute.memory_format
     test_images = normalize(test.images, info).contiguous(memory_format=layout)
 

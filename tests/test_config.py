@@ -227,15 +227,36 @@ def test_params_yaml_problems_are_named(params, edit, message):
         ("published.yaml", lambda p: p["sources"]["cmi"].update(rule="best"), "'final_epoch'"),
         (
             "published.yaml",
-            lambda p: p["results"]["cifar10"]["vgg11-resnet18"]["cmi"].update(note=3),
-            "results.cifar10.vgg11-resnet18.cmi.note: expected a non-empty string",
-        ),
-        (
-            "published.yaml",
             lambda p: p.update(stability={"cifar10": {"resnet34-resnet18": {"cmi": {"mu": 82.4}}}}),
             "stability.cifar10.resnet34-resnet18.cmi.sigma2: missing",
         ),
         ("methods/dfq.yaml", lambda m: m.pop("display_name"), "display_name: missing"),
+        (
+            "published.yaml",
+            lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(note=""),
+            "dfq.note: expected a non-empty string",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["stability"]["cifar10"]["resnet34-resnet18"]["cmi"].update(sigma2=-1),
+            "stability.cifar10.resnet34-resnet18.cmi.sigma2",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["stability"]["cifar10"]["resnet34-resnet18"]["adi"].update(source="x"),
+            "stability.cifar10.resnet34-resnet18.adi.source: unknown source 'x'",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["stability"].update(mnist=p["stability"]["cifar10"]),
+            "stability.mnist.resnet34-resnet18: expected a known dataset",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["method_teachers"].update(madd=p["method_teachers"]["mad"]),
+            "method_teachers.madd: unknown method implementation",
+        ),
+        ("published.yaml", lambda p: p.update(extra={}), "optionally method_teachers"),
     ],
 )
 def test_params_dir_problems_name_file_key_and_value(params, file, edit, message):
@@ -350,5 +371,5 @@ def test_published_cells_may_carry_a_note_and_stability_rows(params):
     _edit_yaml(params_dir / "published.yaml", edit)
     published = load_suite(data, params_dir).published
     assert published["stability"]["cifar10"]["resnet34-resnet18"]["cmi"].memory_gb == 12.5
-    assert published["cell_notes"] == {"results.cifar10.vgg11-resnet18.cmi.note": "as the README"}
-    assert published["results"]["cifar10"]["vgg11-resnet18"]["cmi"].acc1 == 91.13
+    cell = published["results"]["cifar10"]["vgg11-resnet18"]["cmi"]
+    assert (cell.note, cell.acc1) == ("as the README", 91.13)

@@ -263,19 +263,23 @@ def fidelity_table(analysis: Analysis, dialect: Dialect, provenance: Provenance)
 
 
 def _published_rows(analysis: Analysis, d: Dialect, pair: str, fields) -> list[Row]:
-    """Published stability or cost figures of one pair (params/published.yaml `stability`)."""
-    rows = []
+    """Published stability or cost figures of one pair (params/published.yaml `stability`), in
+    italics under a line naming their source, for the methods of the report."""
+    by_source: dict[str, list[Row]] = {}
     for method, cell in (analysis.published.stability.get(pair) or {}).items():
         values = [cell.get(key) for key, _ in fields]
         if all(value is None for value in values) or method not in analysis.names:
             continue
         shown = [
-            d.number(v, decimals) if v is not None else d.missing
+            d.italic(d.number(v, decimals)) if v is not None else d.missing
             for v, (_, decimals) in zip(values, fields, strict=True)
         ]
-        source = analysis.published.source(cell["source"]).short
-        name = f"{analysis.names[method]}, {source}"
-        rows.append(Row((d.italic(d.escape(name)), *shown)))
+        row = Row((d.italic(d.escape(analysis.names[method])), *shown))
+        by_source.setdefault(cell["source"], []).append(row)
+    rows = []
+    for key, found in by_source.items():
+        source = analysis.published.source(key).short
+        rows += [Row((d.italic(d.escape(f"Published: {source}")),), "group"), *found]
     return rows
 
 
@@ -388,7 +392,9 @@ def cost_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
     def published(pair: str) -> list[Row]:
         rows = _published_rows(analysis, d, pair, fields)
         if total_scale != 1.0:
-            rows = [Row((*r.cells[:-1], r.cells[-1] + " h")) for r in rows]
+            rows = [
+                Row((*r.cells[:-1], r.cells[-1] + " h")) if r.kind == "data" else r for r in rows
+            ]
         return rows
 
     rows = _grouped(analysis, d, cells, published)
