@@ -41,7 +41,8 @@ def _grouped(report: dict[str, Any], name: str) -> dict[tuple[str, str], dict[st
     table, pair = {}, None
     for row in rows:
         if all(cell == "" for cell in row[1:]) and row[0].startswith("*"):
-            pair = PAIRS[0] if "cnn" in row[0] else PAIRS[1]
+            if not row[0].startswith("*Published"):  # a pair's published rows stay under it
+                pair = PAIRS[0] if "cnn" in row[0] else PAIRS[1]
             continue
         table[(pair, row[0])] = dict(zip(header, row, strict=True))
     return table
@@ -88,8 +89,9 @@ def test_published_numbers_have_a_block_of_their_own_with_their_sources(report) 
     block = rows[[row[0] for row in rows].index("*Published*") + 1 :]
     assert block[0] == ["Teacher", "91.00<sup>a</sup>", "–"]
     assert block[1] == ["DFQ", "93.33<sup>a</sup>", "–"]
-    assert block[2] == [NAMES["dafl_bn"], "–", "95.01<sup>b</sup>"]
+    assert block[2] == [NAMES["dafl_bn"], "–", "95.01<sup>b,1</sup>"]  # its note is the first
     assert 'Published: <sup>a</sup> CuDFKD\'s "Table 1"; <sup>b</sup> CMI_T1 ~ #1.' in text
+    assert "1: notes on the marked published numbers, in the provenance." in text
     assert not re.search(r"(?<![\d.])1\.00", text)  # another dataset's published numbers
 
 
@@ -103,7 +105,8 @@ def test_the_caption_is_short_and_the_provenance_folds_out(report) -> None:
     for fact in ("0123456+dirty", "NVIDIA H200", "uv.lock abababababab, as locked",
                  "except torch 2.15.0 (locked 2.14.1)", "rendered 2024-01-02",
                  "CMI Table_1 & 5% more; selected as the final epoch (compared with our final",
-                 "equals the `README`'s value"):  # fmt: skip
+                 f"Note 1: equals the `README`'s value ({NAMES['dafl_bn']} on WRN-40-2 → "
+                 "WRN-16-2)"):  # fmt: skip
         assert fact in provenance, fact
 
 
@@ -136,10 +139,17 @@ def test_stability_cells(report, pair, method) -> None:
 
 
 def test_a_published_stability_row_sits_under_its_pair(report) -> None:
-    row = _grouped(report, "stability")[(PAIRS[0], '*DFQ, CuDFKD\'s "Table 1"*')]
-    assert list(row.values())[1:] == ["87.2", "13.90", "93.3", "–"]
-    cost = _grouped(report, "cost")[(PAIRS[0], '*DFQ, CuDFKD\'s "Table 1"*')]
-    assert cost["Memory<br>(GiB)"] == "7.85" and cost["Total<br>(min)"] == "25.20 h"
+    for name in ("stability", "cost"):
+        _, *rows = report["tables"][name]
+        labels = [row[0] for row in rows]
+        # under the first pair, after its methods: a line naming the source, then its rows
+        at = labels.index('*Published: CuDFKD\'s "Table 1"*')
+        assert labels[at - len(METHODS) - 1 : at] == [labels[0], *NAMES.values()]
+        assert labels[at + 1] == "*DFQ*" and "cnn_tiny" not in labels[at + 2]
+    row = _grouped(report, "stability")[(PAIRS[0], "*DFQ*")]
+    assert list(row.values())[1:] == ["*87.2*", "*13.90*", "*93.3*", "–"]
+    cost = _grouped(report, "cost")[(PAIRS[0], "*DFQ*")]
+    assert cost["Memory<br>(GiB)"] == "*7.85*" and cost["Total<br>(min)"] == "*25.20* h"
     assert "selected as best over trials" in report["markdown"]["stability"]
 
 

@@ -53,7 +53,9 @@ def test_reproduction_compares_under_each_sources_selection_rule(report) -> None
     mean = (93.0 + 94.5) / 2
     se = 100 * math.sqrt(0.9501 * 0.0499 / DIGITS_TEST_IMAGES)
     delta = f"{mean - 95.01:.2f}".replace("-", "−")
-    assert rows[DAFL][1:] == ["final", f"{mean:.2f}", "95.01", delta, "–", f"{se:.2f}", "n = 2"]
+    published = "95.01<sup>1</sup>"  # with the mark of the cell's note
+    assert rows[DAFL][1:] == ["final", f"{mean:.2f}", published, delta, "–", f"{se:.2f}", "n = 2"]
+    assert "1: notes on the marked published numbers" in report["markdown"]["reproduction"]
 
 
 def test_the_cells_csv_holds_one_row_per_cell_with_its_reproduction(report) -> None:

@@ -60,10 +60,26 @@ def test_the_cifar_main_table_is_shaped_like_the_papers(cifar_report) -> None:
     labels = [row[0] for row in rows]
     assert labels[:7] == ["Teacher", "DAFL", "ADI", "DFQ", "CMI", "CuDFKD", "MAD"]
     published = labels.index("*Published*")
-    assert labels[published + 1 :] == ["Teacher", "DAFL", "ADI", "DFQ", "CMI", "CuDFKD"]
-    assert rows[published + 1][1] == "95.70<sup>a</sup>"  # CuDFKD Table 1's ResNet-34
-    assert rows[published + 2][5] == "65.71<sup>c</sup>"  # CMI's DAFL on WRN-40-2 -> WRN-16-1
-    assert "MAD has no public code" in cifar_report["markdown"]["table"]
+    assert labels[published + 1 :] == [
+        "Teacher", "MAD's teacher", "DAFL", "ADI", "DFQ", "CMI", "CuDFKD"
+    ]  # fmt: skip
+    block = {row[0]: row[1:] for row in rows[published + 1 :]}
+    assert block["Teacher"][0] == "95.70<sup>a</sup>"  # CuDFKD Table 1's ResNet-34
+    # MAD's own teachers (its supplement Table 10) beside the CuDFKD ones; none for VGG-11
+    assert [cell.split("<")[0] for cell in block["MAD's teacher"]] == [
+        "95.46", "–", "94.65", "94.65", "94.65"
+    ]  # fmt: skip
+    assert block["DAFL"][4] == "65.71<sup>d</sup>"  # CMI's DAFL on WRN-40-2 -> WRN-16-1
+    # The published file's notes: the cells equal to the CMI README's are marked 1, CMI's
+    # scratch number 2, and the notes are in the provenance block.
+    assert block["ADI"][0].endswith(",1</sup>") and block["CMI"][4].endswith(",2</sup>")
+    assert not block["CMI"][0].endswith(",1</sup>") and "," not in block["CuDFKD"][0]
+    text = cifar_report["markdown"]["table"]
+    provenance = text[text.index("<details>") :]
+    assert "MAD has no public code" in provenance
+    assert "Note 2: CMI Table 1's 90.01 is adversarial CMI" in provenance
+    assert "the README gives ~88.82 (CMI on WRN-40-2 → WRN-16-1)" in provenance
+    assert "90.01" not in text[: text.index("<details>")]
 
 
 def test_every_published_cell_of_the_cifar_report_has_a_verdict(cifar_report) -> None:
@@ -92,3 +108,30 @@ def test_every_markdown_table_fits_githubs_page(cifar_report) -> None:
         widths = [max(len(line) for cell in column for line in _shown(cell)) for column in columns]
         estimate = sum(8.5 * width + 26 for width in widths)
         assert estimate <= 980, (name, widths, estimate)
+
+
+def test_cudfkd_table_4_stands_under_ours_with_its_source(cifar_report) -> None:
+    """CuDFKD Table 4 (params/published.yaml `stability`) under the ResNet-34 -> ResNet-18 rows of
+    the stability and cost tables, for the report's methods only, with its selection stated."""
+    for name, expected in (
+        ("stability", {"*DAFL*": ["*62.6*", "*17.10*", "*92.0*", "–"],
+                       "*CuDFKD*": ["*94.1*", "*2.88*", "*95.0*", "–"]}),
+        ("cost", {"*ADI*": ["–", "–", "*7.85*", "–", "*25.20* h"],
+                  "*CMI*": ["–", "–", "*12.50*", "–", "*13.30* h"]}),
+    ):  # fmt: skip
+        _, *rows = cifar_report["tables"][name]
+        labels = [row[0] for row in rows]
+        at = labels.index("*Published: CuDFKD Table 4*")
+        assert labels[at - 7 : at] == ["*ResNet-34 → ResNet-18*", *_NAMES]
+        block = {row[0]: row[1:] for row in rows[at + 1 : at + 5]}
+        assert list(block) == ["*DAFL*", "*ADI*", "*CMI*", "*CuDFKD*"]  # no DFAD, MB-DFKD
+        assert {label: block[label] for label in expected} == expected
+        assert labels[at + 5] == "*VGG-11 → ResNet-18*"
+        text = cifar_report["markdown"][name]
+        assert (
+            "*Italic*: as published by CuDFKD Table 4, selected as best Acc@1: the highest" in text
+        )
+    assert labels.count("*Published: CuDFKD Table 4*") == 1
+
+
+_NAMES = ["DAFL", "ADI", "DFQ", "CMI", "CuDFKD", "MAD"]

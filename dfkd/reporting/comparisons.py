@@ -13,7 +13,15 @@ from __future__ import annotations
 
 from dfkd.reporting.analysis import RULE_COLUMNS, Analysis
 from dfkd.reporting.dialects import Dialect, fixed
-from dfkd.reporting.facts import Provenance, pair_header, pair_name, where
+from dfkd.reporting.facts import (
+    Provenance,
+    note_mark,
+    notes_line,
+    pair_header,
+    pair_name,
+    published_marks,
+    where,
+)
 from dfkd.reporting.layout import Column, Row, Table
 from dfkd.reporting.reference import DIFFERS, EQUAL, OTHER_RECIPE
 from dfkd.reporting.statistics import BOOTSTRAP_REPETITIONS, BOOTSTRAP_SEED
@@ -59,7 +67,8 @@ def reproduction_table(analysis: Analysis, dialect: Dialect, provenance: Provena
                         method_name(analysis, method, d),
                         "best" if rule.rule == "best_epoch" else "final",
                         d.number(result.ours, 2),
-                        d.number(result.published, 2),
+                        d.number(result.published, 2)
+                        + published_marks(d, "", note_mark(analysis, pair, method)),
                         d.number(result.delta, 2),
                         d.interval(result.delta_low, result.delta_high, 2),
                         d.number(result.floor, 2),
@@ -96,6 +105,7 @@ def reproduction_table(analysis: Analysis, dialect: Dialect, provenance: Provena
         columns=columns,
         rows=tuple(rows),
         empty=d.escape(f"No published Acc@1 for {analysis.title} in the published file."),
+        notes=notes_line(analysis, d) if rows else (),
         tabcolsep="4pt",
         size="small",
         provenance=provenance.plus("Statistics", lines),

@@ -144,17 +144,56 @@ def _sources(analysis: Analysis) -> tuple[str, ...]:
     )
 
 
+def cell_notes(analysis: Analysis) -> dict[str, list[tuple[str, str]]]:
+    """Each distinct note of the published cells of the report's pairs and methods, in table
+    order, with the (pair, method) cells it concerns; its position + 1 is its mark."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for pair in analysis.pairs:
+        for method in analysis.methods:
+            note = analysis.published.result(pair, method).get("note")
+            if note:
+                found.setdefault(str(note), []).append((pair, method))
+    return found
+
+
+def note_mark(analysis: Analysis, pair: str, method: str) -> str:
+    """The number that marks a published cell's note ("" where it has none)."""
+    note = analysis.published.result(pair, method).get("note")
+    return str(list(cell_notes(analysis)).index(note) + 1) if note else ""
+
+
+def published_marks(dialect: Dialect, letter: str, note: str) -> str:
+    """A published number's superscript: its source letter, then its note's number."""
+    return dialect.sup(",".join(mark for mark in (letter, note) if mark))
+
+
+def notes_line(analysis: Analysis, dialect: Dialect) -> tuple[str, ...]:
+    """The table note that says where the numbered marks are explained."""
+    count = len(cell_notes(analysis))
+    if not count:
+        return ()
+    numbers = "1" if count == 1 else f"1–{count}"
+    return (
+        dialect.escape(f"{numbers}: notes on the marked published numbers, in the provenance."),
+    )
+
+
 def _notes(analysis: Analysis) -> tuple[str, ...]:
-    """The published file's notes per method, then per cell, beside the cell they concern."""
+    """The published file's notes per method, then per cell, numbered as the tables mark them,
+    each with the cells it concerns."""
     published = analysis.published
     lines = [
         f"{analysis.names[method]}: {published.notes[method]}"
         for method in analysis.methods
         if method in published.notes
     ]
-    for pair in analysis.pairs:
-        for method in analysis.methods:
-            note = published.result(pair, method).get("note")
-            if note:
-                lines.append(f"{analysis.names[method]}, {pair.replace('-', ' → ')}: {note}")
+    for number, (note, cells) in enumerate(cell_notes(analysis).items(), start=1):
+        by_pair: dict[str, list[str]] = {}
+        for pair, method in cells:
+            by_pair.setdefault(pair, []).append(analysis.names[method])
+        where_ = "; ".join(
+            f"{', '.join(names)} on {' → '.join(map(model_name, pair.split('-', 1)))}"
+            for pair, names in by_pair.items()
+        )
+        lines.append(f"Note {number}: {note} ({where_})")
     return tuple(lines)

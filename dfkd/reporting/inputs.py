@@ -287,6 +287,8 @@ class Published:
     results: Mapping[str, Mapping[str, Mapping[str, Any]]]  # pair -> method -> cell
     notes: Mapping[str, str]  # method -> what a reader must know about its published numbers
     stability: Mapping[str, Mapping[str, Mapping[str, Any]]]  # pair -> method -> cell
+    # method -> architecture -> cell: the teachers a method's own paper trained (MAD's)
+    method_teachers: Mapping[str, Mapping[str, Mapping[str, Any]]]
 
     def result(self, pair: str, method: str) -> Mapping[str, Any]:
         return (self.results.get(pair) or {}).get(method) or {}
@@ -304,9 +306,16 @@ def load_published(path: str, dataset: str) -> Published:
     teachers = (data["teachers"] or {}).get(dataset) or {}
     results = (data["results"] or {}).get(dataset) or {}
     stability = (data.get("stability") or {}).get(dataset) or {}
+    method_teachers = {
+        method: (datasets or {}).get(dataset) or {}
+        for method, datasets in (data.get("method_teachers") or {}).items()
+    }
     cells = [*teachers.values()]
     cells += [
-        cell for table in (results, stability) for row in table.values() for cell in row.values()
+        cell
+        for table in (results, stability, method_teachers)
+        for row in table.values()
+        for cell in row.values()
     ]
     sources = {}
     for key in dict.fromkeys(cell.get("source") for cell in cells if isinstance(cell, Mapping)):
@@ -318,6 +327,7 @@ def load_published(path: str, dataset: str) -> Published:
         results=results,
         notes=data.get("notes") or {},
         stability=stability,
+        method_teachers={method: found for method, found in method_teachers.items() if found},
     )
 
 

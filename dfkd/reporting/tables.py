@@ -19,7 +19,16 @@ from typing import Any
 
 from dfkd.reporting.analysis import Analysis
 from dfkd.reporting.dialects import Dialect, finite
-from dfkd.reporting.facts import Provenance, pair_header, pair_name, seeds_text, where
+from dfkd.reporting.facts import (
+    Provenance,
+    note_mark,
+    notes_line,
+    pair_header,
+    pair_name,
+    published_marks,
+    seeds_text,
+    where,
+)
 from dfkd.reporting.layout import Column, Row, Table
 
 GIB = 2.0**30
@@ -127,6 +136,7 @@ def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
         rows += [Row(("",), "rule"), Row((d.italic("Published"),), "group")]
         rows += published_rows
         notes.append(_source_note(analysis, _source_letters(keys), keys, d))
+        notes += notes_line(analysis, d)
     caption = d.compose(
         "Final-epoch test Acc@1 (%) of the students on {where}, mean ± std over {seeds}; "
         "columns: teacher over student; bold: the best of each column."
@@ -155,12 +165,15 @@ def _sample_std(values: list[float]) -> float:
 
 
 def _published_block(analysis: Analysis, d: Dialect) -> tuple[list[Row], list[str]]:
-    """The teacher's and each method's published Acc@1 per pair, with source letters."""
+    """The teacher's and each method's published Acc@1 per pair, with source letters and note
+    numbers; where a method's paper distilled its own teachers (MAD), their accuracies too."""
     published = analysis.published
+    own = [m for m in analysis.methods if m in published.method_teachers]
     keys = [
         cell["source"]
         for pair in analysis.pairs
         for cell in [published.teachers.get(analysis.pair_teacher(pair)) or {}]
+        + [published.method_teachers[m].get(analysis.pair_teacher(pair)) or {} for m in own]
         + [published.result(pair, m) for m in analysis.methods]
         if cell.get("acc1") is not None
     ]
@@ -172,24 +185,27 @@ def _published_block(analysis: Analysis, d: Dialect) -> tuple[list[Row], list[st
         return [], []
     letters = _source_letters(keys)
 
-    def value(cell: Mapping[str, Any]) -> str:
+    def value(cell: Mapping[str, Any], note: str = "") -> str:
         if cell.get("acc1") is None:
             return d.missing
-        return d.number(cell["acc1"], 2) + d.sup(letters.get(cell["source"], ""))
+        letter = letters.get(cell["source"], "")
+        return d.number(cell["acc1"], 2) + published_marks(d, letter, note)
 
-    rows = [
-        Row(
-            (
-                d.escape("Teacher"),
-                *(
-                    value(published.teachers.get(analysis.pair_teacher(pair)) or {})
-                    for pair in analysis.pairs
-                ),
-            )
-        )
+    def teachers(label: str, cells: Mapping[str, Any]) -> Row:
+        shown = (value(cells.get(analysis.pair_teacher(pair)) or {}) for pair in analysis.pairs)
+        return Row((d.escape(label), *shown))
+
+    rows = [teachers("Teacher", published.teachers)]
+    rows += [
+        teachers(f"{analysis.names[m]}'s teacher", published.method_teachers[m])
+        for m in own
+        if any(analysis.pair_teacher(p) in published.method_teachers[m] for p in analysis.pairs)
     ]
     for method in analysis.methods:
-        cells = [value(published.result(pair, method)) for pair in analysis.pairs]
+        cells = [
+            value(published.result(pair, method), note_mark(analysis, pair, method))
+            for pair in analysis.pairs
+        ]
         if any(cell != d.missing for cell in cells):
             rows.append(Row((method_name(analysis, method, d), *cells)))
     return rows, keys
@@ -230,7 +246,8 @@ def fidelity_table(analysis: Analysis, dialect: Dialect, provenance: Provenance)
 
     def cells(cell: Mapping[str, Any]) -> list[str]:
         paper = published.result(cell["pair"], cell["method"])
-        mark = d.sup(letters.get(paper.get("source"), ""))
+        note = note_mark(analysis, cell["pair"], cell["method"])
+        mark = published_marks(d, letters.get(paper.get("source"), ""), note)
 
         def shown(key: str, decimals: int) -> str:
             value = paper.get(key)
@@ -257,7 +274,7 @@ def fidelity_table(analysis: Analysis, dialect: Dialect, provenance: Provenance)
         label=label(analysis, "fidelity"),
         columns=tuple(columns),
         rows=_grouped(analysis, d, cells),
-        notes=(_source_note(analysis, letters, keys, d),) if keys else (),
+        notes=(_source_note(analysis, letters, keys, d), *notes_line(analysis, d)) if keys else (),
         provenance=provenance.sections,
     )
 
