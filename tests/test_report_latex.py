@@ -80,6 +80,11 @@ def test_the_cifar_main_table_is_shaped_like_the_papers(cifar_report) -> None:
     assert "Note 2: CMI Table 1's 90.01 is adversarial CMI" in provenance
     assert "the README gives ~88.82 (CMI on WRN-40-2 → WRN-16-1)" in provenance
     assert "90.01" not in text[: text.index("<details>")]
+    # Students' sources say which of our numbers they are compared with; teachers' are not.
+    assert (
+        "selected as the best epoch, selected on the test set (compared with our best-epoch" in text
+    )
+    assert "selected as not stated (teacher training, test set)\n" in text
 
 
 def test_every_published_cell_of_the_cifar_report_has_a_verdict(cifar_report) -> None:

@@ -137,9 +137,13 @@ def provenance(analysis: Analysis, date: str) -> Provenance:
 
 def _sources(analysis: Analysis) -> tuple[str, ...]:
     rules = {"best_epoch": "our best-epoch oracle", "final_epoch": "our final epoch"}
+    # Only students' numbers are compared under a rule; teachers' are printed beside ours.
+    compared = {
+        cell.get("source") for row in analysis.published.results.values() for cell in row.values()
+    }
     return tuple(
-        f"{source.short} [{source.key}]: {source.citation}; selected as {source.selection} "
-        f"(compared with {rules[source.rule]})"
+        f"{source.short} [{source.key}]: {source.citation}; selected as {source.selection}"
+        + (f" (compared with {rules[source.rule]})" if source.key in compared else "")
         for source in analysis.published.sources.values()
     )
 
