@@ -137,6 +137,7 @@ def test_cudfkd_table_4_stands_under_ours_with_its_source(cifar_report) -> None:
             "*Italic*: as published by CuDFKD Table 4, selected as best Acc@1: the highest" in text
         )
     assert labels.count("*Published: CuDFKD Table 4*") == 1
+    assert "Published memory in GB and time in hours" in cifar_report["markdown"]["cost"]
 
 
 _NAMES = ["DAFL", "ADI", "DFQ", "CMI", "CuDFKD", "MAD"]

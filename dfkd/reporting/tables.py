@@ -420,7 +420,10 @@ def cost_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> 
         notes.append(d.escape(f"n.r.: no seed reached {threshold}%."))
     if host:
         notes.append(d.sup("*") + " peak resident host memory: the runs had no accelerator.")
-    notes += _published_note(analysis, d, ("memory_gb", "hours"))
+    published_notes = _published_note(analysis, d, ("memory_gb", "hours"))
+    if published_notes:
+        published_notes += (d.escape("Published memory in GB and time in hours, as printed."),)
+    notes += published_notes
     caption = d.compose(
         "Cost of a student on {where}: training time and epochs until its test Acc@1 first "
         f"reaches {threshold}% ((k/n): k of n seeds did), peak device memory, and training and "
