@@ -8,6 +8,7 @@ from pathlib import Path
 from dfkd.atomic import atomic_write_text
 from dfkd.config import config_text
 from dfkd.config.studies import TRAINED
+from dfkd.reporting.report import TABLES, report_files
 from dfkd.workflow import check_finished_results_or_exit, load_suite_or_exit
 
 SUITE = load_suite_or_exit(config, "params.yaml", "params")
@@ -56,6 +57,36 @@ def report_inputs(w):
         for architecture in SUITE.teachers_of(w.experiment)
     ]
     return {"runs": runs, "teachers": teachers}
+
+
+# The embedded default's committed runs, compared with its runs seed by seed.
+SEED_REFERENCE = "benchmarks/results/seed_robustness.json"
+
+
+def report_outputs():
+    """The report's files; report() marks what `snakemake --report` shows of a finished target:
+    every table, rendered in place, the CSVs and the figures."""
+    outputs = {}
+    for role, path in report_files("reports/{experiment}").items():
+        name = role.rsplit("_", 1)[0]
+        if role.endswith("_html"):
+            path = report(
+                path,
+                caption="../reports/captions/table.rst",
+                category="{experiment}",
+                subcategory="Tables",
+                labels={"table": TABLES[name][0]},
+            )
+        elif role.endswith(("_csv", "_png")):
+            path = report(
+                path,
+                caption=f"../reports/captions/{name}.rst",
+                category="{experiment}",
+                subcategory="Data" if role.endswith("_csv") else "Figures",
+                labels={"file": Path(path).name},
+            )
+        outputs[role] = path
+    return outputs
 
 
 def study_teacher_dir(protocol, dataset, study, cell):

@@ -1,38 +1,20 @@
-# Reports: every run of a dataset's experiment -> Markdown and LaTeX tables, a tidy CSV,
-# headline metrics for `dvc metrics show`, and learning curves.
-
-
+# Reports: every run of a dataset's experiment -> one table per file (Markdown, LaTeX, and HTML
+# for Snakemake's report), the per-run and per-cell CSVs, headline metrics for `dvc metrics
+# show`, learning curves and performance profiles (dfkd/reporting/report.py lists the files).
 rule report:
     input:
         unpack(report_inputs),
         published="params/published.yaml",
-        templates=["reports/templates/table.md.j2", "reports/templates/table.tex.j2"],
+        methods=sorted(str(path) for path in Path("params/methods").glob("*.yaml")),
+        reference=SEED_REFERENCE,
     output:
-        # report(): what `snakemake --report` shows of a finished target.
-        markdown=report(
-            "reports/{experiment}_table.md",
-            caption="../reports/captions/table.rst",
-            category="{experiment}",
-        ),
-        latex="reports/{experiment}_table.tex",
-        runs_csv=report(
-            "reports/{experiment}_runs.csv",
-            caption="../reports/captions/runs.rst",
-            category="{experiment}",
-        ),
-        metrics="reports/{experiment}_metrics.json",
-        curves=report(
-            "reports/{experiment}_curves.png",
-            caption="../reports/captions/curves.rst",
-            category="{experiment}",
-        ),
+        **report_outputs(),
     params:
-        templates=lambda w, input: Path(input.templates[0]).parent,
+        out=lambda w: f"reports/{w.experiment}",
     log:
         "logs/reports/{experiment}.log",
     shell:
         "dfkd report --dataset {wildcards.experiment} --runs {input.runs}"
         " --teachers {input.teachers} --published {input.published}"
-        " --templates {params.templates} --markdown {output.markdown} --latex {output.latex}"
-        " --runs-csv {output.runs_csv} --metrics {output.metrics} --curves {output.curves}"
+        " --methods-dir params/methods --reference {input.reference} --out {params.out}"
         " > {log} 2>&1"

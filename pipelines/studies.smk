@@ -46,17 +46,15 @@ rule study_report:
     input:
         unpack(study_report_inputs),
         studies="params/studies.yaml",
-        templates=["reports/templates/study.md.j2", "reports/templates/study.tex.j2"],
     output:
         markdown="reports/studies/{study}.md",
         latex="reports/studies/{study}.tex",
+        html="reports/studies/{study}.html",
         runs_csv="reports/studies/{study}_runs.csv",
     params:
-        templates=lambda w, input: Path(input.templates[0]).parent,
+        out=lambda w: f"reports/studies/{w.study}",
     log:
         "logs/reports/study_{study}.log",
     shell:
         "dfkd study-report --study {wildcards.study} --studies {input.studies}"
-        " --runs {input.runs} --teachers {input.teachers} --templates {params.templates}"
-        " --markdown {output.markdown} --latex {output.latex} --runs-csv {output.runs_csv}"
-        " > {log} 2>&1"
+        " --runs {input.runs} --teachers {input.teachers} --out {params.out} > {log} 2>&1"

@@ -224,6 +224,13 @@ def test_params_yaml_problems_are_named(params, edit, message):
             lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(source="blog"),
             "unknown source 'blog'",
         ),
+        ("published.yaml", lambda p: p["sources"]["cmi"].update(rule="best"), "'final_epoch'"),
+        (
+            "published.yaml",
+            lambda p: p.update(stability={"cifar10": {"resnet34-resnet18": {"cmi": {"mu": 82.4}}}}),
+            "stability.cifar10.resnet34-resnet18.cmi.sigma2: missing",
+        ),
+        ("methods/dfq.yaml", lambda m: m.pop("display_name"), "display_name: missing"),
         (
             "published.yaml",
             lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(note=""),
@@ -349,3 +356,20 @@ def test_a_teacher_warm_up_ramps_linearly_then_follows_the_step_schedule(suite):
     with pytest.raises(ValueError, match="warm-up is for the multistep"):
         replace(suite.teachers["digits"], warmup_epochs=2,
                 optimizer=replace(recipe.optimizer, schedule="cosine", milestones=()))  # fmt: skip
+
+
+def test_published_cells_may_carry_a_note_and_stability_rows(params):
+    """CuDFKD Table 4's stability and cost figures, and a note on one published cell."""
+    data, params_dir = params
+    row = {"mu": 82.4, "sigma2": 16.6, "best": 94.8, "memory_gb": 12.5, "hours": 13.3,
+           "source": "cudfkd"}  # fmt: skip
+
+    def edit(published):
+        published["results"]["cifar10"]["vgg11-resnet18"]["cmi"]["note"] = "as the README"
+        published["stability"] = {"cifar10": {"resnet34-resnet18": {"cmi": row}}}
+
+    _edit_yaml(params_dir / "published.yaml", edit)
+    published = load_suite(data, params_dir).published
+    assert published["stability"]["cifar10"]["resnet34-resnet18"]["cmi"].memory_gb == 12.5
+    cell = published["results"]["cifar10"]["vgg11-resnet18"]["cmi"]
+    assert (cell.note, cell.acc1) == ("as the README", 91.13)
