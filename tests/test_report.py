@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
 import numpy as np
@@ -139,15 +138,12 @@ def test_final_accuracy_interval_is_the_student_t_interval(
     report: dict[str, Any], pair: str, method: str
 ) -> None:
     finals = [FINAL[(pair, method)][seed] for seed in _completed(pair, method)]
-    headline = json.loads((report["out"] / "digits_metrics.json").read_text())[pair][method]
     cell = _stability(report)[(pair, method)]["Final Acc@1 95% CI"]
     if len(finals) < 3:  # no interval from two seeds
-        assert cell == "–" and headline["final_acc1_ci95_low"] is None
+        assert cell == "–"
         return
     half = scipy_stats.t.ppf(0.975, len(finals) - 1) * np.std(finals, ddof=1) / np.sqrt(len(finals))
     assert cell == f"[{np.mean(finals) - half:.2f}, {np.mean(finals) + half:.2f}]"
-    assert headline["final_acc1_ci95_low"] == pytest.approx(np.mean(finals) - half)
-    assert headline["final_acc1_ci95_high"] == pytest.approx(np.mean(finals) + half)
 
 
 def test_time_to_threshold_with_partial_full_and_no_reach(report: dict[str, Any]) -> None:

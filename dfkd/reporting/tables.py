@@ -8,7 +8,7 @@ methods, then seeds) and of the teachers, plus `params/published.yaml`. Outputs,
   stability table (CuDFKD Table 4: mu and sigma^2, the best-epoch oracle, time to threshold,
   memory, time), rendered by Jinja templates from one tidy per-run table;
 - `<dataset>_runs.csv`: that tidy table, one row per run;
-- `<dataset>_metrics.json`: headline numbers for `dvc metrics show`;
+- `metrics/<dataset>.json`: headline numbers for `dvc metrics show` (mean final Acc@1 per cell);
 - `<dataset>_curves.png`: test Acc@1 per epoch, mean over seeds with a ±std band.
 
 The primary number is the final-epoch accuracy: without training data there is no validation
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -110,17 +109,16 @@ def run_report(arguments: argparse.Namespace) -> int:
 
 
 def read_metrics(path: str, kind: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
+    """A finished job's metrics, checked as the workflow checks them (dfkd/records.py): NaN, a
+    missing or malformed field, a completed run that stops early are one line, exit 2."""
+    from dfkd.records import RecordError, read_record
+
+    if not Path(path).is_file():
         raise UserError(f"{path}: metrics file not found; run the job that writes it first")
     try:
-        record = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not valid JSON ({error}); delete it and re-run its job") from None
-    if not isinstance(record, dict) or record.get("kind") != kind:
-        found = record.get("kind") if isinstance(record, dict) else type(record).__name__
-        raise UserError(f"{path}: expected a {kind} metrics file, found kind {found!r}")
-    return record
+        return read_record(path, kind)
+    except RecordError as error:
+        raise UserError(f"{path} {error}; delete it and re-run its job") from None
 
 
 def _require(record: Mapping[str, Any], path: str, *keys: str) -> Any:
@@ -384,19 +382,12 @@ def _json_number(value: Any) -> float | None:
 def headline_metrics(
     groups: pd.DataFrame, teacher_acc1: Mapping[str, tuple[float, float, int]]
 ) -> dict[str, Any]:
-    """{pair: {method: {...}}, teacher: {architecture: acc1}}; undefined numbers are null."""
+    """What `dvc metrics show` lists: the mean final Acc@1 of each cell and each teacher's
+    Acc@1, {pair: {method: acc1}, teacher: {architecture: acc1}}; undefined numbers are null.
+    The spread, n and the other metrics are in the tables and the runs CSV."""
     metrics: dict[str, Any] = {}
     for row in groups.itertuples(index=False):
-        metrics.setdefault(row.pair, {})[row.method] = {
-            "final_acc1_mean": _json_number(row.final_acc1_mean),
-            "final_acc1_std": _json_number(row.final_acc1_std),
-            "final_acc1_ci95_low": _json_number(row.final_acc1_ci_low),
-            "final_acc1_ci95_high": _json_number(row.final_acc1_ci_high),
-            "final_agree1_mean": _json_number(row.final_agree1_mean),
-            "final_lp_mean": _json_number(row.final_lp_mean),
-            "n": int(row.completed),
-            "diverged": int(row.diverged),
-        }
+        metrics.setdefault(row.pair, {})[row.method] = _json_number(row.final_acc1_mean)
     metrics["teacher"] = {
         teacher: _json_number(teacher_acc1.get(teacher, (math.nan,))[0])
         for teacher in dict.fromkeys(groups["teacher"])
