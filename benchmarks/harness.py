@@ -17,7 +17,8 @@ windows of:
   steps) from the step times, and, as a check on them, the rounds the loop itself runs
   (dfkd.loop.distill) with at most `--loop-steps` steps of each phase;
 - the peak device memory; the projected hours of the full published run (evaluation excluded);
-- teacher training: images/s and seconds per epoch at the recipe's batch.
+- teacher training: images/s and seconds per epoch at the recipe's batch;
+- the seconds of the warm-up steps (compilation, in `fast` on CUDA or with `--cuda-recipe`).
 
 Weights and images are random: a step's cost does not depend on what the networks have learnt.
 Writes `benchmarks/results/<name>.json` and `.md` with the device, driver, torch and CUDA.
@@ -107,7 +108,7 @@ def measure_method(
 ) -> dict[str, Any]:  # fmt: skip
     schedule, hyperparameters = suite.method_settings(method_name, dataset, pair)
     batch = arguments.batch_size or schedule.batch_size
-    compute = Compute(mode, device)
+    compute = Compute(mode, device, cuda_recipe=arguments.cuda_recipe)
     info = dataset_info(dataset)
     teacher_name, student_name = pair.split("-")
     layout = compute.memory_format
@@ -152,8 +153,10 @@ def measure_method(
     ):
         if name == "student":
             method.finish_synthesis()  # as the loop does: a pool method commits its batch
-        _median_seconds(step, device, arguments.warmup, 1)  # allocator, autotuning, compilation
+        # The allocator, cuDNN's autotuning and, in `fast`, compilation.
+        warmup = arguments.warmup * _median_seconds(step, device, arguments.warmup, 1)
         seconds = _median_seconds(step, device, arguments.steps, arguments.windows)
+        row[f"{name}_warmup_seconds"] = warmup
         flops = _flops(step)
         row[f"{name}_steps_per_s"] = 1 / seconds
         row[f"{name}_images_per_s"] = images / seconds
@@ -215,7 +218,7 @@ def measure_teacher(
 ) -> dict[str, Any]:  # fmt: skip
     info = dataset_info(dataset)
     recipe = suite.teachers[dataset]
-    compute = Compute(mode, device)
+    compute = Compute(mode, device, cuda_recipe=arguments.cuda_recipe)
     model = compute.prepare(
         build_model(architecture, info.num_classes).to(device, memory_format=compute.memory_format)
     ).train()
@@ -234,10 +237,11 @@ def measure_teacher(
         loss.backward()
         optimizer.step()
 
-    _median_seconds(step, device, arguments.warmup, 1)
+    warmup = arguments.warmup * _median_seconds(step, device, arguments.warmup, 1)
     seconds = _median_seconds(step, device, arguments.steps, arguments.windows)
     per_second = recipe.batch_size / seconds
     return {"architecture": architecture, "compute": mode, "batch": recipe.batch_size,
+            "warmup_seconds": warmup,
             "images_per_s": per_second, "seconds_per_epoch": TRAIN_IMAGES[dataset] / per_second,
             "tflop_per_s": _flops(step) / seconds / 1e12}  # fmt: skip
 
@@ -315,6 +319,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     parser.add_argument("--after-epochs", type=int, default=0,
                         help="time a method whose run has finished this many epochs")  # fmt: skip
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--cuda-recipe", action="store_true",
+                        help="`fast` as on CUDA on any device (dfkd/compute.py)")  # fmt: skip
     parser.add_argument("--name", default=None, help="results file name (default: no file)")
     arguments = parser.parse_args(argv)
     if arguments.threads:

@@ -125,6 +125,36 @@ def _seconds(run, device: torch.device) -> float:
     return time.perf_counter() - began
 
 
+def measure(
+    reference: Path, pair: str, batch: int, mode: str, threads: int, warmup: int, rounds: int,
+    cuda_recipe: bool = False, until: float | None = None,
+) -> dict:  # fmt: skip
+    """Median seconds per round of ours and of the reference, alternating after `warmup` rounds
+    of each; fewer timed rounds if time.time() reaches `until`."""
+    torch.set_num_threads(threads)
+    device = choose_device()
+    ours, steps = our_round(pair, batch, Compute(mode, device, cuda_recipe=cuda_recipe))
+    theirs = their_round(reference, pair, batch, device, steps)
+    warmup_seconds = {"ours": 0.0, "reference": 0.0}
+    for _ in range(warmup):  # the first of ours compiles, in `fast`
+        warmup_seconds["ours"] += _seconds(ours, device)
+        warmup_seconds["reference"] += _seconds(theirs, device)
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    for _ in range(rounds):
+        times["ours"].append(_seconds(ours, device))
+        times["reference"].append(_seconds(theirs, device))
+        if until is not None and time.time() > until - 2 * sum(t[-1] for t in times.values()):
+            break
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {
+        "device": device_name(device), "torch": torch.__version__, "threads": threads,
+        "pair": pair, "batch": batch, "compute": mode, "cuda_recipe": cuda_recipe,
+        "round": {"generator_steps": steps[0], "student_steps": steps[1]},
+        "warmup_seconds": warmup_seconds, "seconds_per_round": times, "median_seconds": medians,
+        "reference_over_ours": medians["reference"] / medians["ours"],
+    }  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", type=Path, required=True, help="a zju-vipa/CMI checkout")
@@ -136,29 +166,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each")
     parser.add_argument("--name", help="results file name (default: no file)")
     arguments = parser.parse_args(argv)
-    torch.set_num_threads(arguments.threads)
-    device = choose_device()
-    ours, steps = our_round(arguments.pair, arguments.batch, Compute(arguments.compute, device))
-    theirs = their_round(arguments.reference, arguments.pair, arguments.batch, device, steps)
-    for _ in range(arguments.warmup):
-        _seconds(ours, device), _seconds(theirs, device)
-    times: dict[str, list[float]] = {"ours": [], "reference": []}
-    for _ in range(arguments.rounds):
-        times["ours"].append(_seconds(ours, device))
-        times["reference"].append(_seconds(theirs, device))
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    result = {
-        "device": device_name(device), "torch": torch.__version__, "threads": arguments.threads,
-        "pair": arguments.pair, "batch": arguments.batch, "compute": arguments.compute,
-        "round": {"generator_steps": steps[0], "student_steps": steps[1]},
-        "seconds_per_round": times, "median_seconds": medians,
-        "reference_over_ours": medians["reference"] / medians["ours"],
-    }  # fmt: skip
+    result = measure(arguments.reference, arguments.pair, arguments.batch, arguments.compute,
+                     arguments.threads, arguments.warmup, arguments.rounds)  # fmt: skip
+    medians, steps = result["median_seconds"], result["round"]
     print(
-        f"DFQ round ({steps[0]} generator + {steps[1]} student steps), {arguments.pair}, batch "
-        f"{arguments.batch}, {arguments.threads} thread(s) on {result['device']}: ours "
-        f"{medians['ours']:.3f} s ({arguments.compute}), the reference {medians['reference']:.3f}"
-        f" s: ours is {result['reference_over_ours']:.2f}x as fast"
+        f"DFQ round ({steps['generator_steps']} generator + {steps['student_steps']} student "
+        f"steps), {arguments.pair}, batch {arguments.batch}, {arguments.threads} thread(s) on "
+        f"{result['device']}: ours {medians['ours']:.3f} s ({arguments.compute}), the reference "
+        f"{medians['reference']:.3f} s: ours is {result['reference_over_ours']:.2f}x as fast"
     )
     if arguments.name:
         (RESULTS / f"{arguments.name}.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -17,37 +17,57 @@ Both modes already skip what no step needs (the loop's contract): the teacher ne
 gradients, the student has none during generator steps, samples for student steps are drawn
 without an autograd graph, and nothing synchronises with the host inside an epoch.
 
-The tests run both modes on the CPU only; the CUDA side of `fast` is checked by
-benchmarks/gpu/check.sh on a GPU, which also shows what the BN-statistics hooks (dfkd/hooks.py)
-cost a compiled teacher.
+The CUDA recipe on the CPU, on request: with DFKD_FAST_RECIPE=cuda in the environment (or
+`Compute(..., cuda_recipe=True)`), `fast` on the CPU runs exactly what it runs on CUDA (bfloat16
+CPU autocast, channels_last, both networks compiled, fused optimizers where the device has them,
+foreach elsewhere), so that the CUDA path's numerics and torch.compile's graph breaks are checked
+before a GPU is at hand (benchmarks/fast_on_cpu.py). It is slower there than either mode.
+
+The tests run both modes on the CPU; benchmarks/fast_on_cpu.py runs every method of the embedded
+default in the CUDA recipe against eager; benchmarks/gpu/kit.py checks the CUDA side on a GPU.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
+from dfkd.errors import UserError
 from dfkd.runtime import memory_format
 
 ComputeMode = Literal["eager", "fast"]
+RECIPE_VARIABLE = "DFKD_FAST_RECIPE"
 
 
 @dataclass(frozen=True)
 class Compute:
     mode: ComputeMode
     device: torch.device
+    cuda_recipe: bool = False  # `fast` as on CUDA whatever the device (see the module docstring)
+
+    @classmethod
+    def for_run(cls, mode: ComputeMode, device: torch.device) -> Compute:
+        """The mode of a run on `device`, with DFKD_FAST_RECIPE ("cuda" or "device", the
+        default) from the environment."""
+        recipe = os.environ.get(RECIPE_VARIABLE, "device")
+        if recipe not in ("cuda", "device"):
+            raise UserError(f"{RECIPE_VARIABLE}={recipe!r}: expected 'cuda' or 'device'")
+        return cls(mode, device, cuda_recipe=recipe == "cuda")
 
     @property
     def mixed_precision(self) -> bool:
-        return self.mode == "fast" and self.device.type == "cuda"
+        """bfloat16 autocast, channels_last and compilation: `fast` on CUDA, or on request."""
+        return self.mode == "fast" and (self.device.type == "cuda" or self.cuda_recipe)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bfloat16 autocast in `fast` on CUDA; nothing otherwise."""
+        """bfloat16 autocast in `fast` on CUDA (or in the CUDA recipe); nothing otherwise."""
         if self.mixed_precision:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     @property
@@ -61,12 +81,20 @@ class Compute:
         """Keyword arguments for torch.optim.SGD and Adam."""
         if self.mode == "eager":
             return {}
-        return {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        fused = self.device.type == "cuda" or (
+            self.cuda_recipe and self.device.type in _get_fused_kernels_supported_devices()
+        )
+        return {"fused": True} if fused else {"foreach": True}
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The network as this mode runs it: compiled in place in `fast` on CUDA (its
-        state_dict keys stay those of the module)."""
+        """The network as this mode runs it: compiled in place in `fast` on CUDA (or in the CUDA
+        recipe; its state_dict keys stay those of the module)."""
         if self.mixed_precision:
+            # torch._dynamo by default does not guard on a module's hooks, so a compiled graph
+            # traced without the BN-statistics hooks (dfkd/hooks.py) would serve a teacher that
+            # has them whenever a hook-free network of the same shapes ran first: with teacher
+            # and student of one architecture, the generator step then records no statistics.
+            torch._dynamo.config.skip_nnmodule_hook_guards = False
             model.compile()
         return model
 
@@ -78,4 +106,5 @@ class Compute:
             "compiled": self.mixed_precision,
             "memory_format": str(self.memory_format).removeprefix("torch."),
             "optimizers": next(iter(self.optimizer_options), "default"),
+            "cuda_recipe": self.cuda_recipe and self.device.type != "cuda",
         }

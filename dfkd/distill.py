@@ -69,7 +69,7 @@ def _distill(config: RunConfig, claim: RunFolder, started: float) -> int:
     out_dir = claim.folder
     digest = config_hash(config)
     device = choose_device()
-    compute = Compute(config.compute, device)
+    compute = Compute.for_run(config.compute, device)
     layout = compute.memory_format
     configure_determinism(config.deterministic, device)
     info = dataset_info(config.dataset)

@@ -53,8 +53,8 @@ class BatchNormInputs(_Recorder[BatchNormStatistics]):
     """Records the mean and variance of every BatchNorm2d input of `model` while recording.
 
     Hooks are registered once and stay cheap when idle. The statistics are computed in float32
-    with one fused var_mean over (N, H, W) on the input's own layout (no transposed copy), so a
-    bf16 forward pass still yields full-precision statistics.
+    (float64 inputs stay float64) with one fused var_mean over (N, H, W) on the input's own
+    layout (no transposed copy), so a bf16 forward pass still yields full-precision statistics.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -66,7 +66,8 @@ class BatchNormInputs(_Recorder[BatchNormStatistics]):
     def _record(self, module: nn.BatchNorm2d, inputs: tuple[Tensor, ...]) -> None:
         if self._current is None:
             return
-        variance, mean = torch.var_mean(inputs[0].float(), dim=(0, 2, 3), correction=0)
+        x = inputs[0] if inputs[0].dtype == torch.float64 else inputs[0].float()
+        variance, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
         self._current.means.append(mean)
         self._current.variances.append(variance)
         self._current.running_means.append(module.running_mean)

@@ -80,7 +80,7 @@ def _train(config: TeacherRunConfig, claim: RunFolder, started: float) -> int:
 
     train = load_split(config.dataset, config.data.root, "train", config.data.download).to(device)
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
-    compute = Compute(config.compute, device)
+    compute = Compute.for_run(config.compute, device)
     layout = compute.memory_format
     test_images = normalize(test.images, info).contiguous(memory_format=layout)
 

@@ -100,16 +100,35 @@ PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
 
-def _wait(condition, what: str, seconds: float = 60.0) -> None:
+def _wait(condition, what: str, seconds: float = 60.0, why=lambda: "") -> None:
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {why()}"
+        time.sleep(0.5)
+
+
+def _node_state() -> str:
+    sinfo = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return sinfo.stdout.strip()
 
 
 def _node_idle() -> bool:
-    states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout
-    return states.split() == ["idle"]
+    """The node takes jobs. A node that registered while slurmctld still held it down (a slow
+    start on a loaded machine) is told to resume rather than waited for."""
+    state = _node_state()
+    if state.rstrip("*~#") in ("down", "drained"):
+        host = socket.gethostname().split(".")[0]
+        subprocess.run(
+            ["scontrol", "update", f"NodeName={host}", "State=RESUME"], capture_output=True
+        )
+    return state == "idle"
+
+
+def _why_the_node_is_not_idle() -> str:
+    reason = subprocess.run(["sinfo", "-h", "-R"], capture_output=True, text=True).stdout.strip()
+    log = SLURM_STATE / "slurmd.log"
+    tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
+    return f"state {_node_state()!r}, reason {reason!r}; slurmd.log ends:\n" + "\n".join(tail)
 
 
 @contextmanager
@@ -141,11 +160,13 @@ def start_slurm() -> str | None:
                 subprocess.run(["runuser", "-u", "munge", "--", "mungekey", "-c"], check=True)
             subprocess.run(["runuser", "-u", "munge", "--", "/usr/sbin/munged"], check=True)
             (SLURM_STATE / "munged-started").touch()  # stopped through its pid file
-        subprocess.run(["slurmctld"], check=True)
+        # -c: a fresh cluster, not the jobs a killed earlier session left allocated.
+        subprocess.run(["slurmctld", "-c"], check=True)
         subprocess.run(["slurmd"], check=True)
         STARTED.touch()
         _wait(_controller_answers, "slurmctld")
-        _wait(_node_idle, "the node to be idle")
+        # Registration is slow while the other test worker trains on both cores.
+        _wait(_node_idle, "the node to be idle", 180.0, _why_the_node_is_not_idle)
     return None
 
 

@@ -9,6 +9,8 @@ import torch
 from dfkd.compute import Compute
 from dfkd.config import save_config
 from dfkd.distill import run_distillation
+from dfkd.errors import UserError
+from dfkd.models import build_model
 from dfkd.teacher import run_teacher_training
 from tests.support import REPOSITORY
 
@@ -19,11 +21,11 @@ def test_fast_on_cuda_is_bf16_compiled_and_fused_and_on_the_cpu_only_foreach():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert Compute("fast", cuda).describe() == {
         "mode": "fast", "autocast": "bfloat16", "compiled": True,
-        "memory_format": "channels_last", "optimizers": "fused",
+        "memory_format": "channels_last", "optimizers": "fused", "cuda_recipe": False,
     }  # fmt: skip
     assert Compute("eager", cuda).describe() == {
         "mode": "eager", "autocast": None, "compiled": False,
-        "memory_format": "contiguous_format", "optimizers": "default",
+        "memory_format": "contiguous_format", "optimizers": "default", "cuda_recipe": False,
     }  # fmt: skip
     assert Compute("fast", cpu).describe()["optimizers"] == "foreach"
     assert Compute("fast", cpu).memory_format == Compute("eager", cpu).memory_format
@@ -31,6 +33,39 @@ def test_fast_on_cuda_is_bf16_compiled_and_fused_and_on_the_cpu_only_foreach():
     assert Compute("fast", cpu).prepare(model) is model  # nothing compiled on the CPU
     with Compute("fast", cpu).autocast():
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_the_cuda_recipe_on_the_cpu_is_what_fast_runs_on_cuda(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("DFKD_FAST_RECIPE", "cuda")
+    compute = Compute.for_run("fast", cpu)
+    assert compute.describe() == {
+        "mode": "fast", "autocast": "bfloat16", "compiled": True,
+        "memory_format": "channels_last", "optimizers": "fused", "cuda_recipe": True,
+    }  # fmt: skip
+    assert Compute.for_run("eager", cpu).describe()["compiled"] is False
+    model = torch.nn.Linear(2, 2)
+    assert compute.prepare(model) is model and model._compiled_call_impl is not None
+    with compute.autocast():
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    monkeypatch.setenv("DFKD_FAST_RECIPE", "device")
+    assert Compute.for_run("fast", cpu).describe()["optimizers"] == "foreach"
+    monkeypatch.setenv("DFKD_FAST_RECIPE", "gpu")
+    with pytest.raises(UserError, match="DFKD_FAST_RECIPE='gpu': expected 'cuda' or 'device'"):
+        Compute.for_run("fast", cpu)
+
+
+def test_logits_leave_a_network_in_float32_under_bfloat16_autocast():
+    """Every loss then starts from float32 on any device: autocast's float32 op lists differ
+    (CUDA's runs softmax in float32, the CPU's in bfloat16)."""
+    model = build_model("cnn_tiny", 10)
+    images = torch.randn(4, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, features = model.forward_with_features(images)
+        assert model(images).dtype == logits.dtype == torch.float32
+        assert features.dtype == torch.bfloat16  # the layers did run in bfloat16
+        assert torch.softmax(logits, 1).dtype == torch.float32
 
 
 @pytest.fixture(scope="module")

@@ -224,6 +224,32 @@ def test_params_yaml_problems_are_named(params, edit, message):
             lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(source="blog"),
             "unknown source 'blog'",
         ),
+        (
+            "published.yaml",
+            lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(note=""),
+            "dfq.note: expected a non-empty string",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["stability"]["cifar10"]["resnet34-resnet18"]["cmi"].update(sigma2=-1),
+            "stability.cifar10.resnet34-resnet18.cmi.sigma2",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["stability"]["cifar10"]["resnet34-resnet18"]["adi"].update(source="x"),
+            "stability.cifar10.resnet34-resnet18.adi.source: unknown source 'x'",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["stability"].update(mnist=p["stability"]["cifar10"]),
+            "stability.mnist.resnet34-resnet18: expected a known dataset",
+        ),
+        (
+            "published.yaml",
+            lambda p: p["method_teachers"].update(madd=p["method_teachers"]["mad"]),
+            "method_teachers.madd: unknown method implementation",
+        ),
+        ("published.yaml", lambda p: p.update(extra={}), "optionally method_teachers"),
     ],
 )
 def test_params_dir_problems_name_file_key_and_value(params, file, edit, message):

@@ -263,3 +263,26 @@ def test_the_reference_increments_only_while_the_curriculum_is_on(suite):
     assert method.adversarial_weight() == 0.0  # datafree_kd.py keeps --adv 0
     method.config = replace(method.config, adversarial_schedule="eq15")
     assert method.adversarial_weight() == pytest.approx(93.5)  # Eq. 15 does not depend on v
+
+
+def test_the_generator_starts_from_the_codes_normal_draw(suite):
+    # ProbSynthesizer.__init__: reset_model(G); the paper says nothing.
+    generator = build_method(suite, "cudfkd", batch_size=8).generator
+    for module in generator.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            assert abs(module.weight.std().item() - 0.02) < 0.004
+            assert module.bias is None or not module.bias.any()
+        if isinstance(module, nn.BatchNorm2d):
+            assert abs(module.weight.mean().item() - 1) < 0.01 and not module.bias.any()
+
+
+def test_a_synthesis_batch_of_its_own_for_the_generator_step(suite, cudfkd):
+    cudfkd.config = replace(cudfkd.config, synthesis_batch_size=12)
+    cudfkd.student.eval().requires_grad_(False)
+    sizes = []
+    hook = cudfkd.teacher.register_forward_pre_hook(lambda m, x: sizes.append(len(x[0])))
+    cudfkd.generator_step()
+    cudfkd.student.train().requires_grad_(True)
+    cudfkd.student_loss()
+    hook.remove()
+    assert sizes == [12, 8]  # the generator step's batch, then the student's

@@ -190,9 +190,9 @@ def test_cmi_resets_its_generator_at_the_start_of_every_round_only(suite, monkey
     method = build_method(suite, "cmi")
     method.student.eval().requires_grad_(False)
     calls = []
-    original = dfkd.methods.cmi.reset_generator
+    original = dfkd.methods.cmi.reset_weights
     monkeypatch.setattr(
-        "dfkd.methods.cmi.reset_generator", lambda g: (calls.append(len(method.pool)), original(g))
+        "dfkd.methods.cmi.reset_weights", lambda g: (calls.append(len(method.pool)), original(g))
     )
     for _ in range(2):
         for _ in range(3):
@@ -207,7 +207,7 @@ def test_resetting_the_generator_redraws_its_weights_and_keeps_its_statistics(su
         if isinstance(module, nn.BatchNorm2d):
             module.running_mean.fill_(0.3)
     torch.manual_seed(0)
-    dfkd.methods.cmi.reset_generator(generator)
+    dfkd.methods.cmi.reset_weights(generator)
     for module in generator.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             assert abs(module.weight.std().item() - 0.02) < 0.004

@@ -23,6 +23,7 @@ def test_each_study_has_the_papers_grid(suite):
     assert _grid(suite, "table5") == set(itertools.product(["no", "yes"], ["1.0", "Eq. 15"]))
     assert _grid(suite, "table6") == {("0",), ("infinity",), ("Eq. 15",)}
     assert _grid(suite, "figure7") == {("hard",), ("soft",), ("logarithm",)}
+    assert len(_grid(suite, "figure8")) == 8
     assert _grid(suite, "figure9") == {("2.0",), ("2.2",), ("2.5",), ("2.8",)}
     assert _grid(suite, "figure10") == set(
         itertools.product(["1/5", "1/4", "1/3"], ["2/3", "3/4", "4/5"])
@@ -81,10 +82,53 @@ def _alpha_over_the_run(h: dict, epochs: int) -> list[float]:
     ]  # fmt: skip
 
 
+def _run_config(suite, study: str, labels: tuple[str, ...]):
+    (cell,) = [k for k, c in suite.study(study).cells.items() if c.labels == labels]
+    return suite.study_run_config(study, cell, suite.study(study).seeds[0], "t.pt")
+
+
+def test_table5s_first_line_is_dfq_for_the_epochs_of_section_5_1(suite):
+    # §5.5: "Compared with DFQ (line 1)"; its values are Table 1's DFQ cell.
+    config = _run_config(suite, "table5", ("no", "1.0"))
+    assert (config.method, config.loop.epochs) == ("dfq", 250)
+    table1 = suite.published["results"]["cifar10"]["resnet34-resnet18"]["dfq"]
+    line1 = suite.study("table5").cells["dfq"].published
+    assert (line1.acc1, line1.agree1, line1.lp) == (table1.acc1, table1.agree1, table1.lp)
+
+
+def test_figure8_sweeps_the_slope_of_eq15_on_cifar100(suite):
+    study = suite.study("figure8")
+    assert (study.experiment, study.pair) == ("cifar100", "resnet34-resnet18")
+    slopes = [
+        _run_config(suite, "figure8", cell.labels).hyperparameters["adversarial_slope"]
+        for cell in study.cells.values()
+    ]
+    assert slopes == pytest.approx([0.05 * k for k in range(1, 9)])  # §5.6: [0.05, 0.4], 0.05
+    labels = [float(cell.labels[0]) for cell in study.cells.values()]
+    assert labels == pytest.approx(slopes)
+
+
+def test_every_noisy_teacher_cell_runs_section_5_4s_budget(suite):
+    # §5.1: every method 250 epochs on CIFAR-10; §5.4: batch 768.
+    for cell in suite.study("noisy_teacher").cells.values():
+        config = _run_config(suite, "noisy_teacher", cell.labels)
+        assert (config.method, config.loop.epochs, config.loop.batch_size) == (
+            cell.labels[0],
+            250,
+            768,
+        ), cell.labels
+    assert suite.studies.teacher_variants["noisy"].published_acc1 == 94.07  # §5.4
+
+
+def test_the_embedded_data_studies_change_what_their_labels_say(suite):
+    for labels in [("1", "20"), ("20", "0"), ("20", "20")]:
+        h = _hyperparameters(suite, "cudfkd_objective", labels)
+        assert (h["one_hot_weight"], h["class_entropy_weight"]) == tuple(map(float, labels))
+    for kept in ("best", "last"):
+        assert _hyperparameters(suite, "adi_kept_batch", (kept,))["kept_batch"] == kept
+
+
 def test_the_cells_change_what_their_labels_say(suite):
-    constant = _hyperparameters(suite, "table5", ("no", "1.0"))
-    assert constant["self_paced"] == "none"
-    assert set(_alpha_over_the_run(constant, 250)) == {1.0}
     full = _hyperparameters(suite, "table5", ("yes", "Eq. 15"))
     assert full["self_paced"] == "log" and full["adversarial_schedule"] == "eq15"
     assert _alpha_over_the_run(full, 250)[0] == 0 < _alpha_over_the_run(full, 250)[-1]
@@ -187,8 +231,10 @@ def test_a_study_renders_on_the_embedded_data_with_the_published_values(tmp_path
     assert "\\toprule" in latex and "Eq. 15" in latex
     # Each cell ran with its own settings.
     runs = repository / "results/tiny/digits/studies/table5"
-    constant = yaml.safe_load((runs / "constant/seed0/config.yaml").read_text())
-    assert constant["hyperparameters"]["self_paced"] == "none"
+    line1 = yaml.safe_load((runs / "dfq/seed0/config.yaml").read_text())
+    assert line1["method"] == "dfq" and "self_paced" not in line1["hyperparameters"]
+    full = yaml.safe_load((runs / "cudfkd/seed0/config.yaml").read_text())
+    assert full["hyperparameters"]["self_paced"] == "log"
     finals = {
         cell.name: json.loads((cell / "seed0/metrics.json").read_text())["summary"]["final_acc1"]
         for cell in runs.iterdir()
@@ -218,3 +264,18 @@ def test_a_reduced_mad_study_runs_on_the_embedded_data(tmp_path):
     )
     assert terms["generator_only"]["loss/student/kd_ema"] == 0.0
     assert terms["generator_only"]["loss/student/kd_generator"] > 0.0
+
+
+def test_a_study_prints_the_papers_accuracy_for_a_variants_teacher(suite, tmp_path):
+    from dfkd.reporting.studies import _teacher_lines
+
+    paths = []
+    for folder, acc1 in (("teacher", 95.1), ("teacher_variants/noisy/resnet34", 93.2)):
+        path = tmp_path / folder / "metrics.json"
+        path.parent.mkdir(parents=True)
+        record = {"kind": "teacher", "run": {"architecture": "resnet34"},
+                  "summary": {"final_acc1": acc1}}  # fmt: skip
+        path.write_text(json.dumps(record))
+        paths.append(str(path))
+    lines = _teacher_lines(paths, suite.studies.teacher_variants)
+    assert lines == ["resnet34 (trained): 95.10%", "resnet34 (noisy): 93.20% (paper: 94.07%)"]

@@ -14,6 +14,7 @@ from dfkd.config.settings import (
     MethodParams,
     PublishedResult,
     PublishedSource,
+    PublishedStability,
     ReleasedTeachers,
     SuiteParams,
     TeacherRecipe,
@@ -187,28 +188,55 @@ def _is_pair(pair: str) -> bool:
     return teacher in MODELS and student in MODELS
 
 
+PUBLISHED_KEYS = {"verdict_tolerance", "sources", "teachers", "results", "notes"}
+# Optional sections: a paper's stability table, and the teachers a method's own paper distilled
+# from where they are not those of `teachers` (MAD trained its own).
+PUBLISHED_OPTIONAL = {"stability", "method_teachers"}
+
+
 def _load_published(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
-    keys = {"verdict_tolerance", "sources", "teachers", "results", "notes"}
-    if not isinstance(data, Mapping) or set(data) != keys:
-        raise ConfigError(f"{path}: expected exactly the keys {', '.join(sorted(keys))}")
-    tolerance = from_dict(float, data["verdict_tolerance"], str(path), "verdict_tolerance")
+    if isinstance(data, Mapping):  # top-level keys starting with x- only hold YAML anchors
+        data = {key: value for key, value in data.items() if not str(key).startswith("x-")}
+    if not isinstance(data, Mapping) or not PUBLISHED_KEYS <= set(data) <= (
+        PUBLISHED_KEYS | PUBLISHED_OPTIONAL
+    ):
+        raise ConfigError(
+            f"{path}: expected the keys {', '.join(sorted(PUBLISHED_KEYS))} and optionally "
+            f"{', '.join(sorted(PUBLISHED_OPTIONAL))}"
+        )
+    where = str(path)
+    tolerance = from_dict(float, data["verdict_tolerance"], where, "verdict_tolerance")
     if not tolerance >= 0:
         raise ConfigError(f"{path}: verdict_tolerance: got {tolerance}; expected >= 0 points")
-    sources = from_dict(dict[str, PublishedSource], data["sources"], str(path), "sources")
-    notes = from_dict(dict[str, str], data["notes"], str(path), "notes")
+    sources = from_dict(dict[str, PublishedSource], data["sources"], where, "sources")
+    notes = from_dict(dict[str, str], data["notes"], where, "notes")
     teachers = from_dict(
-        dict[str, dict[str, PublishedResult]], data["teachers"], str(path), "teachers"
+        dict[str, dict[str, PublishedResult]], _noted(data["teachers"], 2), where, "teachers"
     )
     results = from_dict(
-        dict[str, dict[str, dict[str, PublishedResult]]], data["results"], str(path), "results"
-    )
+        dict[str, dict[str, dict[str, PublishedResult]]], _noted(data["results"], 3), where,
+        "results",
+    )  # fmt: skip
+    stability = from_dict(
+        dict[str, dict[str, dict[str, PublishedStability]]], data.get("stability") or {}, where,
+        "stability",
+    )  # fmt: skip
+    method_teachers = from_dict(
+        dict[str, dict[str, dict[str, PublishedResult]]], _noted(data.get("method_teachers"), 3),
+        where, "method_teachers",
+    )  # fmt: skip
     cells = [(f"teachers.{d}.{m}", r) for d, models in teachers.items() for m, r in models.items()]
     cells += [
-        (f"results.{d}.{p}.{m}", r)
-        for d, pairs in results.items()
-        for p, methods in pairs.items()
-        for m, r in methods.items()
+        (f"{section}.{a}.{b}.{c}", r)
+        for section, table in (
+            ("results", results),
+            ("stability", stability),
+            ("method_teachers", method_teachers),
+        )
+        for a, inner in table.items()
+        for b, cells_of in inner.items()
+        for c, r in cells_of.items()
     ]
     for key, result in cells:
         if result.source not in sources:
@@ -216,10 +244,46 @@ def _load_published(path: Path) -> dict[str, Any]:
                 f"{path}: {key}.source: unknown source '{result.source}'; "
                 f"have: {', '.join(sources)}"
             )
+    for dataset, pairs in stability.items():
+        for pair, methods in pairs.items():
+            if dataset not in DATASETS or not _is_pair(pair):
+                raise ConfigError(
+                    f"{path}: stability.{dataset}.{pair}: expected a known dataset and "
+                    "'<teacher>-<student>' of known models"
+                )
+            for method in methods:
+                if not re.fullmatch("[a-z0-9_]+", method):
+                    raise ConfigError(
+                        f"{path}: stability.{dataset}.{pair}.{method}: use a-z, 0-9, _"
+                    )
+    for method, datasets in method_teachers.items():
+        if method not in METHODS:
+            raise ConfigError(
+                f"{path}: method_teachers.{method}: unknown method implementation; choose one "
+                f"of: {', '.join(METHODS.names())}"
+            )
+        for dataset, models in datasets.items():
+            unknown = [m for m in models if m not in MODELS]
+            if dataset not in DATASETS or unknown:
+                raise ConfigError(
+                    f"{path}: method_teachers.{method}.{dataset}: expected a known dataset and "
+                    "known models"
+                )
     return {
         "verdict_tolerance": tolerance, "sources": sources, "teachers": teachers,
-        "results": results, "notes": notes,
+        "results": results, "notes": notes, "stability": stability,
+        "method_teachers": method_teachers,
     }  # fmt: skip
+
+
+def _noted(cells: Any, depth: int) -> Any:
+    """The cells `depth` levels down, each with `note: null` where it has no note (the one key
+    a published cell may leave out)."""
+    if not isinstance(cells, Mapping):
+        return {} if cells is None else cells
+    if depth == 0:
+        return {"note": None, **cells}
+    return {key: _noted(value, depth - 1) for key, value in cells.items()}
 
 
 def _cross_check(

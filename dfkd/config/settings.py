@@ -254,6 +254,20 @@ class PublishedResult:
     agree1: float | None
     lp: float | None
     source: str  # key into the sources table
+    # What a reader must know about this one cell (optional in the file; null when absent).
+    note: str | None
+
+
+@dataclass(frozen=True)
+class PublishedStability:
+    """One row of a published stability table (CuDFKD Table 4)."""
+
+    mu: float = field(metadata=non_negative)  # mean of the per-epoch test Acc@1 (%)
+    sigma2: float = field(metadata=non_negative)  # its variance
+    best: float = field(metadata=non_negative)  # the best epoch's Acc@1 (%)
+    memory_gb: float | None = field(metadata=positive)  # device memory of a run
+    hours: float | None = field(metadata=positive)  # a whole run's time
+    source: str  # key into the sources table
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class TeacherVariant:
 
     dataset: str
     source: str
+    # The accuracy the paper reports for its own teacher of this recipe, printed beside ours.
+    published_acc1: float | None = field(metadata=non_negative)
     recipe: TeacherRecipe
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 # Imported for their @GENERATORS.register side effect.
 from dfkd.generators import dafl, dcgan, mad  # noqa: F401
-from dfkd.generators.base import GENERATORS, Generator
+from dfkd.generators.base import GENERATORS, Generator, reset_weights
 
-__all__ = ["GENERATORS", "Generator", "build_generator"]
+__all__ = ["GENERATORS", "Generator", "build_generator", "reset_weights"]
 
 
 def build_generator(name: str, latent_dim: int, base_channels: int, image_size: int) -> Generator:

@@ -35,3 +35,17 @@ class Generator(nn.Module):
 
 # Constructors `(latent_dim, base_channels, image_size) -> Generator`.
 GENERATORS: Registry[Callable[[int, int, int], Generator]] = Registry("generator")
+
+
+def reset_weights(generator: nn.Module) -> None:
+    """The CMI code base's `reset_model` (zju-vipa/CMI datafree/synthesis/contrastive.py; the
+    same function in ljrprocc/DataFree datafree/synthesis/cudfkd.py): conv and linear weights
+    N(0, 0.02) and biases 0, BatchNorm weights N(1, 0.02) and biases 0; running statistics kept."""
+    for module in generator.modules():
+        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(module.weight, 0.0, 0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, 0.02)
+            nn.init.zeros_(module.bias)

@@ -3,11 +3,11 @@
 Both come from zju-vipa/CMI `datafree/models/generator.py`: a linear projection to a
 (width, image_size / 4, image_size / 4) map, then two nearest-neighbour x2 upsamplings each followed
 by conv3x3-BN-LeakyReLU, then a conv3x3 to RGB and a Sigmoid. Their outputs are pixels in [0, 1],
-normalised with the dataset mean and std by the caller. Both keep PyTorch's default initialisation.
+normalised with the dataset mean and std by the caller. They keep PyTorch's default initialisation;
+CMI and CuDFKD re-draw it (dfkd.generators.reset_weights), which belongs to those methods.
 
 - `cmi` (`Generator`, CMI, Fang et al., IJCAI 2021): starts at 2 * ngf channels; nz 256, ngf 64 in
-  the CMI scripts. The CMI method re-initialises it at the start of every round; that belongs to
-  the method, not to this module.
+  the CMI scripts. The CMI method re-initialises it at the start of every round.
 - `large` (`LargeGenerator`): starts at 4 * ngf channels; the CMI code base uses it for DAFL
   (nz 512), DFQ and ZSKT (nz 256), with ngf 64; CuDFKD's generator for 32x32 is the same network.
 - `large_depth3`: CuDFKD's generator for 64x64 images, three upsamplings from 8 * ngf channels.

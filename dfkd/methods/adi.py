@@ -19,7 +19,11 @@ Choices where the paper and the reference code differ:
 - `kept_batch: best` (default): the batch with the lowest loss of the round, as the paper and
   the reference's variable names intend. The reference keeps the *last* iterate instead: its
   `best_inputs = inputs.data` aliases the tensor that Adam and the clamp then change in place.
-  That produced the published numbers; it is the named option `kept_batch: last`.
+  That produced the published numbers; it is the named option `kept_batch: last`, which the
+  experiments compared with them run (params/methods/adi.yaml's CIFAR and Tiny-ImageNet
+  overrides; benchmarks/results/adi_kept_batch.md shows what it changes on the embedded data).
+- On Tiny-ImageNet the reference synthesises 32x32 images (datafree_kd.py hard-codes the size
+  of its deepinv branch); the suite synthesises the dataset's 64x64.
 - The loss of the pixels is tracked on the device; the reference reads it to the host every step.
 - The jitter's offsets come from torch's CPU generator, the reference's from Python's `random`.
 - The adversarial term is the reference's -JS* (unbounded below), not NVlabs' 1 - clamp(JS*, 0, 1);
@@ -109,19 +113,19 @@ class ADI(PooledMethod):
             "total_variation": config.total_variation_weight * total_variation_l1(pixels),
             "l2": config.l2_weight * torch.linalg.vector_norm(pixels),
         }
+        optimizer = self._round["optimizer"]
+        optimizer.zero_grad(set_to_none=True)
+        terms = self.backpropagate(terms)
         loss = torch.stack(list(terms.values())).sum()
         with torch.no_grad():  # these pixels, before the step, if they are the best so far
             improved = loss < self._round["best_loss"]
             self._round["best_loss"] = torch.where(improved, loss, self._round["best_loss"])
             self._round["best_pixels"] = torch.where(improved, pixels, self._round["best_pixels"])
-        optimizer = self._round["optimizer"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         optimizer.step()
         with torch.no_grad():
             low, high = self.context.normalized_bounds
             pixels.copy_(torch.maximum(torch.minimum(pixels, high), low))
-        return {name: value.detach() for name, value in terms.items()}
+        return terms
 
     def finish_synthesis(self) -> None:
         if self._round is None:  # a round of no synthesis step keeps nothing

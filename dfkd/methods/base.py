@@ -120,7 +120,19 @@ class DFKDMethod(ABC):
 
     @abstractmethod
     def generator_step(self) -> LossTerms:
-        """One synthesis update; returns the detached terms of its loss."""
+        """One synthesis update; returns the detached terms of its loss.
+
+        Its loss goes through `backpropagate`, between the optimizers' zero_grad and step.
+        """
+
+    def backpropagate(self, terms: LossTerms) -> LossTerms:
+        """Backpropagates the sum of a generator step's weighted terms; returns them detached.
+
+        The one way a synthesis loss reaches its parameters, so that the tests can follow each
+        term's gradient to what it trains (tests/test_gradient_flow.py).
+        """
+        torch.stack(list(terms.values())).sum().backward()
+        return {name: value.detach() for name, value in terms.items()}
 
     @abstractmethod
     def sample(self, batch_size: int) -> Tensor:
@@ -219,9 +231,9 @@ class GenerativeMethod(DFKDMethod):
     def optimize_generator(self, terms: LossTerms) -> LossTerms:
         """Backpropagates the sum of `terms`, steps the generator's Adam, returns them detached."""
         self.generator_optimizer.zero_grad(set_to_none=True)
-        torch.stack(list(terms.values())).sum().backward()
+        detached = self.backpropagate(terms)
         self.generator_optimizer.step()
-        return {name: value.detach() for name, value in terms.items()}
+        return detached
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -19,10 +19,17 @@ bf3096b, which produced CuDFKD's CMI numbers, runs the same code); methods.md §
 3. the lowest-loss batch of the round joins the pool and its features the bank; the student
    then learns from the pool at T = 20 (dfkd/methods/pooled.py).
 
-Choices where this differs from the reference (none changes what is computed per step):
-- the lowest loss is tracked on the device (the reference reads it to the host every step);
-- the bank lives on the device and, in the one round where the reference's bank is filled
-  exactly to capacity and returns no negatives (and a NaN loss), samples its filled entries;
+Where this differs from the reference:
+- the lowest loss is tracked on the device (the reference reads it to the host every step), and
+  the bank lives on the device: the same values;
+- one round differs: the one after the bank has been filled exactly to capacity (round 161 at a
+  synthesis batch of 256, round 81 at 512). The reference's MemoryBank then samples from
+  range(0) and returns no negatives: its contrastive loss has no cached rows, so its gradient is
+  that of the current rows alone, and its value adds the mean of an empty set, NaN, at every
+  step of the round; no NaN is below the best loss so far, so the round keeps its first iterate,
+  the freshly reset generator's untrained batch, in the pool and its features in the bank. Here
+  the bank samples its filled entries then too, and the round keeps its lowest-loss batch as
+  every other round does (dfkd/synthesis/memory_bank.py);
 - on a dataset whose labels a mirror image changes (digits), neither view flips.
 """
 
@@ -35,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dfkd.generators import build_generator
+from dfkd.generators import build_generator, reset_weights
 from dfkd.hooks import LayerInputMeans
 from dfkd.losses import batch_norm_statistics_loss, contrastive_loss, masked_kl_divergence
 from dfkd.methods.base import GenerativeMethodConfig, LossTerms, MethodContext
@@ -67,19 +74,8 @@ class ProjectionHead(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.layers(x), dim=1, p=2)
-
-
-def reset_generator(generator: nn.Module) -> None:
-    """CMI's `reset_model`: fresh weights every round, BN running statistics kept."""
-    for module in generator.modules():
-        if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(module.weight, 0.0, 0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.normal_(module.weight, 1.0, 0.02)
-            nn.init.zeros_(module.bias)
+        # float32 before the norm, which CUDA's autocast computes in float32, the CPU's not
+        return F.normalize(self.layers(x).float(), dim=1, p=2)
 
 
 class CMI(PooledMethod):
@@ -120,7 +116,7 @@ class CMI(PooledMethod):
             self.synthesis_batch_size, self.config.latent_dim, device=self.context.device
         )
         targets = self.random_targets()
-        reset_generator(self.generator)
+        reset_weights(self.generator)
         self._set_round(z, targets)
 
     def _set_round(self, z: Tensor, targets: Tensor) -> None:
@@ -177,6 +173,9 @@ class CMI(PooledMethod):
                 projected_local, projected_global, len(pixels), config.contrastive_temperature
             ),
         }
+        round_["optimizer"].zero_grad(set_to_none=True)
+        self.head_optimizer.zero_grad(set_to_none=True)
+        terms = self.backpropagate(terms)
         loss = torch.stack(list(terms.values())).sum()
         with torch.no_grad():  # this batch and its features, if the best of the round so far
             features = torch.cat([local_features, global_features], 1)
@@ -186,12 +185,9 @@ class CMI(PooledMethod):
             round_["best_loss"] = torch.where(improved, loss, round_["best_loss"])
             round_["best_pixels"] = torch.where(improved, pixels, round_["best_pixels"])
             round_["best_features"] = torch.where(improved, features, round_["best_features"])
-        round_["optimizer"].zero_grad(set_to_none=True)
-        self.head_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         round_["optimizer"].step()
         self.head_optimizer.step()
-        return {name: value.detach() for name, value in terms.items()}
+        return terms
 
     def finish_synthesis(self) -> None:
         if self._round is None:

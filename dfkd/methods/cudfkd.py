@@ -2,17 +2,26 @@
 arXiv 2208.13648v3), Algorithm 1, with the authors' code as the reference (ljrprocc/DataFree
 bf3096b: datafree/synthesis/cudfkd.py `ProbSynthesizer`, datafree_kd.py, scripts/cudfkd/).
 
-One persistent generator (the `large` DCGAN generator, sampled in eval mode for the student) and
-rounds of generator steps then student steps. The generator minimises (Eq. 2-3)
+One persistent generator (the `large` DCGAN generator, its weights drawn N(0, 0.02) once as
+the code's ProbSynthesizer does, sampled in eval mode for the student) and rounds of generator
+steps then student steps. The generator minimises (Eq. 2-3)
 
-    -alpha_adv(tau) * L_adv + alpha_bn * L_bn + alpha_oh * L_oh - w_ent * H(mean_i p_i^T)
+    -alpha_adv(tau) * L_adv + alpha_bn * L_bn + w_oh * L_oh - w_ent * H(mean_i p_i^T)
 
 where L_adv is CMI's decision-adversarial masked KL at T=3 (or the clamped JS as a named option),
-L_bn the BatchNorm statistics distance and L_oh the teacher's one-hot cross-entropy; the batch
-class entropy H at temperature T is the reference code's term (`lmda_ent` -20), which Eq. 3 leaves
-out although §4.1 names "categorical entropy" as part of L_theta. alpha_adv follows a curriculum
+L_bn the BatchNorm statistics distance, L_oh the teacher's one-hot cross-entropy and H the
+class entropy of the batch's mean prediction at temperature T. alpha_adv follows a curriculum
 over epochs (dfkd.curriculum). The student minimises the self-paced KD loss of Eq. 4,
 mean_i v*(lambda, l_i) l_i, with l_i = KL at T (times T^2) or the L1 distance of the logits.
+
+The generator's objective: Table 7's "alpha_oh 20" is read as the weight of the class entropy
+(w_ent 20), with the one-hot cross-entropy at the code's weight 1 (w_oh). §4.1 names
+"categorical entropy" as part of L_theta and says the term Eq. 3 calls one-hot "balances the
+class distribution in the output space of the teacher", which is what the batch entropy does and
+a per-sample cross-entropy against the argmax does not; every script of the authors runs exactly
+this (`--oh 1 --lmda_ent -20`). Read this way, paper and code agree. The literal reading of Eq. 3
+(w_oh 20, no entropy term) is a study cell (params/studies.yaml `cudfkd_objective`, with what it
+changes on the embedded data in benchmarks/results/cudfkd_objective.md).
 
 Where the paper and the reference code disagree (params/methods/cudfkd.yaml follows the paper;
 cudfkd_reference.yaml the scripts):
@@ -28,14 +37,21 @@ cudfkd_reference.yaml the scripts):
   alpha_adv increment per epoch (`--grad_adv` 0.5 in the CIFAR-10 ResNet-34 script): read
   literally, Eq. 15 would reach 0.019 on CIFAR-10, indistinguishable from the alpha_adv = 0 row
   that Table 6 reports 1.65 points lower. The suite reads the two rows swapped.
-- Table 7's alpha_oh 20 by default (the scripts pass `--oh 1` with the entropy weight 20), the
-  batch 768 (scripts 512-1024), and its loss type and T per dataset (the CIFAR-10 ResNet-34
-  script runs l1, the WRN scripts kl at T 20 or 2).
+- Table 7's batch 768 (scripts 512-1024), and its loss type and T per dataset (the CIFAR-10
+  ResNet-34 script runs l1, the WRN scripts kl at T 20 or 2).
+- The paper does not say how the generator is initialised; the code re-draws its weights with
+  CMI's `reset_model` when it builds the synthesizer (dfkd.generators.reset_weights), as here.
 - The appendix describes a Tanh output and no BatchNorm after the projection; the code's
   generator (the one implemented: `large`, `large_depth3` for 64x64) has both a BatchNorm
   there and a Sigmoid output. Table 7 gives z 512 for Tiny-ImageNet, the code 1024.
 - §5.1 runs 250 epochs on CIFAR-10 and 300 on CIFAR-100 and Tiny-ImageNet; the scripts 250,
   400-500 and 400.
+- Tiny-ImageNet: Table 7's batch is 512, and so is the script's `--batch_size`, but the script
+  runs two processes (DDP) and datafree_kd.py divides the batch by the GPU count in every
+  `prepare_model` call: for the student (512 -> 256), the teacher (-> 128), which is then the
+  synthesis batch, and the generator (-> 64), the student's batch. Each generator step averages
+  the gradients of two batches of 128, each student step of two of 64: cudfkd_reference.yaml
+  runs a synthesis batch of 256 and a student batch of 128 in one process.
 - The student loss keeps the code's scale: KL at T times T^2 (Eq. 4 writes D(z_t/T, z_s/T)
   without it) and L1 on the raw logits (Eq. 4 would divide them by T). The paces lambda_0 2 to
   12 were tuned at that scale; at the paper's default (kl, T 20) most per-sample losses start
@@ -66,6 +82,7 @@ from dfkd.curriculum import (
     pace,
     self_paced_weights,
 )
+from dfkd.generators import reset_weights
 from dfkd.hooks import BatchNormInputs
 from dfkd.losses import (
     batch_norm_statistics_loss,
@@ -86,9 +103,12 @@ class CuDFKDConfig(GenerativeMethodConfig):
         "adversarial_schedule", "self_paced", "self_paced_weighting", "student_loss_type"
     )  # fmt: skip
 
+    # Images per generator step; null: the student's batch (datafree_kd.py's default).
+    synthesis_batch_size: int | None = field(metadata=positive)
     bn_statistics_weight: float = field(metadata=non_negative)  # alpha_bn
-    one_hot_weight: float = field(metadata=non_negative)  # alpha_oh
-    class_entropy_weight: float = field(metadata=non_negative)  # -lmda_ent: maximises H
+    one_hot_weight: float = field(metadata=non_negative)  # the code's --oh
+    # Table 7's alpha_oh, the code's -lmda_ent: a positive weight maximises H.
+    class_entropy_weight: float = field(metadata=non_negative)
     class_entropy_temperature: float = field(metadata=positive)  # the code's --T
     adversarial_divergence: Literal["masked_kl", "clamped_js"]
     adversarial_temperature: float = field(metadata=positive)  # 3 in cudfkd.py
@@ -123,6 +143,7 @@ class CuDFKD(GenerativeMethod):
 
     def __init__(self, config: CuDFKDConfig, context: MethodContext) -> None:
         super().__init__(config, context)
+        reset_weights(self.generator)  # ProbSynthesizer.__init__: reset_model(G)
         self.teacher_batch_norms = BatchNormInputs(self.teacher)
         # The curriculum's position: epochs finished and student steps done over the run.
         self.epochs_finished = 0
@@ -147,7 +168,7 @@ class CuDFKD(GenerativeMethod):
 
     def generator_step(self) -> LossTerms:
         config = self.config
-        images = self.generate(self.context.batch_size)
+        images = self.generate(config.synthesis_batch_size or self.context.batch_size)
         with self.teacher_batch_norms.recording() as statistics:
             teacher_logits = self.teacher(images)
         alpha = self.adversarial_weight()

@@ -16,7 +16,10 @@ has none, it is absent whatever lambda_5 (Table 7 prints 1.0 there too; methods.
 
 The supplement leaves these open (methods.md §3.6.10); each is a config value, the recommended
 reading by default:
-- D-1 KD = KL(p_T || p_S) at `student_temperature` 1, batch mean (ABM's, which MAD extends).
+- D-1 KD = KL(p_T || p_S) at `student_temperature` 1, as ABM's (which MAD extends), and its
+  batch mean: the per-sample KL averaged over the batch, the expectation Eq. 10 writes. ABM's
+  code takes torch's default element mean instead (kl_div's "mean" divides by N x C), i.e. the
+  same divergence divided by the number of classes; the supplement does not say which MAD used.
 - D-2 `ema_placement: after_generator_steps`: one EMA update per round, after the n_G steps
   (`every_generator_step` the alternative); G~ starts as a copy of G; `ema_buffers: average`
   applies the EMA rule to the BN running statistics too (`copy` takes G's).

@@ -29,13 +29,21 @@ class Classifier(nn.Module):
         """The penultimate feature (N, feature_dim), after global pooling, before the head."""
         raise NotImplementedError
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.forward_features(x))
+    def forward(self, x: Tensor, with_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits (N, num_classes) in float32 whatever precision autocast ran the layers in, and
+        with `with_features` the penultimate features too. float32 logits make every loss and
+        metric start from float32 on any device: autocast's float32 op lists differ (CUDA's
+        runs softmax, log-softmax, exp and sums in float32, the CPU's in bfloat16), and the
+        `fast` recipe is the same on both only if the logits are float32."""
+        features = self.forward_features(x)
+        logits = self.head(features).float()
+        return (logits, features) if with_features else logits
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(logits (N, num_classes), features (N, feature_dim)) from one forward pass."""
-        features = self.forward_features(x)
-        return self.head(features), features
+        """(logits (N, num_classes) in float32, features (N, feature_dim)) from one pass,
+        through the module's call, so that a compiled network (dfkd/compute.py) runs it
+        compiled."""
+        return self(x, with_features=True)
 
     def stage_modules(self) -> list[nn.Module]:
         """The main stages in forward order (a ResNet's layer1..layer4), for methods that read

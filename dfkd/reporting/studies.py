@@ -19,7 +19,7 @@ import pandas as pd
 
 from dfkd.atomic import atomic_write_text
 from dfkd.config.settings import read_yaml
-from dfkd.config.studies import Study, read_studies
+from dfkd.config.studies import StudiesFile, Study, TeacherVariant, read_studies
 from dfkd.data import dataset_info
 from dfkd.errors import UserError
 from dfkd.reporting.format import (
@@ -39,11 +39,15 @@ from dfkd.reporting.tables import RUN_COLUMNS, group_table, read_metrics, report
 
 
 def load_study(path: str, name: str) -> Study:
+    return _load_studies(path, name).studies[name]
+
+
+def _load_studies(path: str, name: str) -> StudiesFile:
     studies = read_studies(read_yaml(Path(path)), path)
     if name not in studies.studies:
         have = ", ".join(studies.studies) or "none"
         raise UserError(f"{path}: no study '{name}'; have: {have}")
-    return studies.studies[name]
+    return studies
 
 
 def load_study_runs(paths: Sequence[str], study: Study) -> pd.DataFrame:
@@ -72,15 +76,18 @@ def load_study_runs(paths: Sequence[str], study: Study) -> pd.DataFrame:
     return runs.sort_values("cell", key=lambda c: c.map(order), kind="stable")
 
 
-def _teacher_lines(paths: Sequence[str]) -> list[str]:
-    """ "<architecture> (<variant>): <acc1>%" per teacher metrics file, from its path."""
+def _teacher_lines(paths: Sequence[str], variants: Mapping[str, TeacherVariant]) -> list[str]:
+    """ "<architecture> (<variant>): <acc1>%" per teacher metrics file, from its path, and the
+    paper's accuracy for its own teacher of a variant's recipe where it gives one."""
     lines = []
     for path in paths:
         record = read_metrics(path, "teacher")
         architecture = (record.get("run") or {}).get("architecture", "?")
         variant = Path(path).parent.parent.name if "teacher_variants" in path else "trained"
         acc1 = (record.get("summary") or {}).get("final_acc1")
-        lines.append(f"{architecture} ({variant}): " + ("–" if acc1 is None else f"{acc1:.2f}%"))
+        line = f"{architecture} ({variant}): " + ("–" if acc1 is None else f"{acc1:.2f}%")
+        published = variants[variant].published_acc1 if variant in variants else None
+        lines.append(line + ("" if published is None else f" (paper: {published:.2f}%)"))
     return lines
 
 
@@ -131,9 +138,10 @@ def build_study_view(
 
 
 def run_study_report(arguments: argparse.Namespace) -> int:
-    study = load_study(arguments.studies, arguments.study)
+    studies = _load_studies(arguments.studies, arguments.study)
+    study = studies.studies[arguments.study]
     runs = load_study_runs(arguments.runs, study)
-    teachers = _teacher_lines(arguments.teachers)
+    teachers = _teacher_lines(arguments.teachers, studies.teacher_variants)
     outputs: dict[str, str] = {}
     templates = Path(arguments.templates)
     dialects: Mapping[str, tuple[str, Dialect]] = {
