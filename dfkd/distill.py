@@ -65,6 +65,14 @@ def run_distillation(config: RunConfig | str | Path, out_dir: str | Path) -> int
         return 0 if claim.finished else _distill(config, claim, started)
 
 
+def checkpoint_key(config: RunConfig, teacher_sha256: str | None = None) -> str:
+    """What a run's checkpoint is written for: its settings' digest and the SHA-256 of its
+    teacher file (read from `config.teacher_checkpoint` unless given)."""
+    if teacher_sha256 is None:
+        teacher_sha256 = sha256_of(Path(config.teacher_checkpoint))
+    return f"{config_hash(config)}/{teacher_sha256}"
+
+
 def _distill(config: RunConfig, claim: RunFolder, started: float) -> int:
     out_dir = claim.folder
     digest = config_hash(config)
@@ -88,7 +96,7 @@ def _distill(config: RunConfig, claim: RunFolder, started: float) -> int:
     # The teacher file this run distils from: the workflow runs it again when it changes, and a
     # checkpoint resumes only with the same settings and the same teacher.
     teacher_sha256 = sha256_of(Path(config.teacher_checkpoint))
-    resume_key = f"{digest}/{teacher_sha256}"
+    resume_key = checkpoint_key(config, teacher_sha256)
     teacher = compute.prepare(teacher.to(device, memory_format=layout).eval().requires_grad_(False))
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
     test_images = normalize(test.images, info).contiguous(memory_format=layout)
