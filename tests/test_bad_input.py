@@ -199,12 +199,13 @@ CASES = {
         _check(
             _params_with(lambda p: None),
             edit_params_dir=_edit_studies(
-                lambda s: s["studies"]["table5"]["cells"]["constant"].update(
+                lambda s: s["studies"]["table5"]["cells"]["self_paced_constant"].update(
                     schedule={"epochs": 50}
                 )
             ),
         ),
-        "studies.table5.cells.constant: its runs end after epoch 50, before the statistics window",
+        "studies.table5.cells.self_paced_constant: its runs end after epoch 50, before the "
+        "statistics window",
     ),
     "a released teacher not downloaded": (
         _check(_params_with(_released_cifar10), experiments=("cifar10",)),

@@ -447,12 +447,15 @@ def _check_studies(
                 problems.extend(f"{at}: {line}" for line in str(error).splitlines())
                 continue
             protocol = params.protocols.get(params.experiments[study.experiment].protocol)
-            epochs = protocol and (protocol.epochs_for(study.experiment) or schedule.epochs)
-            if protocol and protocol.stability_start_epoch > epochs:
+            # Where the protocol sets the epochs, the cell's schedule does not, and a window
+            # after them is the protocol's problem, named once by the experiment's check.
+            if protocol is None or protocol.epochs_for(study.experiment) is not None:
+                continue
+            if protocol.stability_start_epoch > schedule.epochs:
+                name = params.experiments[study.experiment].protocol
                 problems.append(
-                    f"{at}: its runs end after epoch {epochs}, before the statistics window of "
-                    f"protocol '{params.experiments[study.experiment].protocol}' (from epoch "
-                    f"{protocol.stability_start_epoch}), so mu and sigma^2 would be empty; give "
-                    "the cell more epochs"
+                    f"{at}: its runs end after epoch {schedule.epochs}, before the statistics "
+                    f"window of protocol '{name}' (from epoch {protocol.stability_start_epoch}), "
+                    "so mu and sigma^2 would be empty; give the cell more epochs"
                 )
     return problems
