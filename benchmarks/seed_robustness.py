@@ -44,24 +44,20 @@ EXPERIMENT = "digits"
 def recipes(suite: Suite) -> dict[str, Any]:
     """The resolved config of the teacher and of seed 0 of every method of the experiment, less
     what does not change a run's outcome (seed, suite version, file paths)."""
+    from dfkd.reporting.reference import outcome_relevant
     from dfkd.schema import to_dict
 
     protocol = suite.protocol_of(EXPERIMENT)
     result: dict[str, Any] = {}
     for architecture in suite.teachers_of(EXPERIMENT):
         config = to_dict(suite.teacher_config(protocol, EXPERIMENT, architecture))
-        result[f"teacher/{architecture}"] = _outcome_relevant(config)
+        result[f"teacher/{architecture}"] = outcome_relevant(config)
     for run in suite.runs(EXPERIMENT):
         key = f"{run['teacher']}-{run['student']}/{run['method']}"
         if key not in result and run["seed"] == suite.params.experiments[EXPERIMENT].seeds[0]:
             config = suite.run_config(**{**run, "teacher_checkpoint": "teacher.pt"})
-            result[key] = _outcome_relevant(to_dict(config))
+            result[key] = outcome_relevant(to_dict(config))
     return result
-
-
-def _outcome_relevant(config: dict[str, Any]) -> dict[str, Any]:
-    ignored = {"seed", "suite_version", "teacher_checkpoint", "data"}
-    return {key: value for key, value in config.items() if key not in ignored}
 
 
 def floor(finals: list[float], chance: float) -> float:
@@ -118,7 +114,11 @@ def measure(seeds: int, clone: Path) -> dict[str, Any]:
             "train_seconds_per_run": 3600 * float(completed["train_hours"].mean()),
             "total_seconds_per_run": 3600 * float(completed["total_hours"].mean()),
         }
+    suite = load_suite(read_yaml(clone / "params.yaml"), clone / "params")
     return {
+        # What `dfkd report --reference` compares a run with: same experiment and protocol.
+        "experiment": EXPERIMENT,
+        "protocol": suite.protocol_of(EXPERIMENT),
         "command": " ".join([*command, "--configfile", overlay.name]),
         "overlay": overlay.read_text().strip(),
         "seeds": seeds,
@@ -126,7 +126,7 @@ def measure(seeds: int, clone: Path) -> dict[str, Any]:
         "chance": chance,
         "teachers": teachers,
         "methods": methods,
-        "recipes": recipes(load_suite(read_yaml(clone / "params.yaml"), clone / "params")),
+        "recipes": recipes(suite),
         "environment": {
             "commit": first["git_commit"],
             "python": first["python"],
@@ -135,6 +135,8 @@ def measure(seeds: int, clone: Path) -> dict[str, Any]:
             "lock_mismatches": first["lock_mismatches"],
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
+            # Other work on the machine slows every job: the times are only as quiet as this.
+            "load_average_15min": os.getloadavg()[2],
         },
     }
 
@@ -147,7 +149,12 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"`{result['command']}` (`{result['overlay']}`) on a fresh clone: "
         f"{result['wall_seconds']:.0f} s on "
-        f"{environment['cores']} CPU cores ({environment['cpu']}).",
+        f"{environment['cores']} CPU cores ({environment['cpu']})"
+        + (
+            f", load average {environment['load_average_15min']:.1f} at the end."
+            if "load_average_15min" in environment
+            else "."
+        ),
         f"Commit {str(environment['commit'])[:7]}, Python {environment['python']}, torch "
         f"{environment['torch']}, uv.lock {str(environment['lock_sha256'])[:12]} "
         f"(packages that differ from it: {differs}).",
@@ -165,10 +172,21 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['max']:.2f} | {row['mean']:.2f} | {row['floor']:.2f} "
             f"| {row['train_seconds_per_run']:.1f} | {row['total_seconds_per_run']:.1f} |"
         )
+    seeds = sorted({int(seed) for row in result["methods"].values() for seed in row["final_acc1"]})
+    lines += [
+        "",
+        "| Pair / method | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
+        "|:---|" + "---:|" * len(seeds),
+    ]
+    for key, row in result["methods"].items():
+        finals = {int(seed): value for seed, value in row["final_acc1"].items()}
+        cells = [f"{finals[s]:.2f}" if s in finals else "–" for s in seeds]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Final-epoch test Acc@1 (%) over the seeds. Per-run floor: max(6 x chance, min - (max -"
-        " min)), which tests/test_pipeline.py applies to every run of the embedded default. "
+        " min)), which tests/test_pipeline.py applies to every run of the embedded default; "
+        "`dfkd report` compares each run of the embedded default with its seed here. "
         "Total time per run includes data loading, evaluation and checkpoints, not the process "
         "start-up.",
         "",

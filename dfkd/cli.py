@@ -53,12 +53,13 @@ def _add_study_report_arguments(parser: argparse.ArgumentParser) -> None:
         "--teachers", nargs="*", default=[], metavar="PATH", help="teacher metrics.json files"
     )
     parser.add_argument(
-        "--templates", default="reports/templates", metavar="DIR",
-        help="folder holding study.md.j2 and study.tex.j2 (default: %(default)s)",
+        "--templates", metavar="DIR",
+        help="a folder of table.{md,tex,html}.j2 to use instead of the package's",
     )  # fmt: skip
-    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown table here")
-    parser.add_argument("--latex", metavar="OUT", help="write the LaTeX (booktabs) table here")
-    parser.add_argument("--runs-csv", metavar="OUT", help="write the tidy per-run table here")
+    parser.add_argument(
+        "--out", required=True, metavar="PREFIX",
+        help="write <PREFIX>.md, .tex, .html and <PREFIX>_runs.csv (e.g. reports/studies/table5)",
+    )  # fmt: skip
 
 
 def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,16 +83,28 @@ def _add_report_arguments(parser: argparse.ArgumentParser) -> None:
         help="published numbers printed beside ours (default: %(default)s)",
     )
     parser.add_argument(
-        "--templates",
-        default="reports/templates",
+        "--methods-dir",
+        default="params/methods",
         metavar="DIR",
-        help="folder holding table.md.j2 and table.tex.j2 (default: %(default)s)",
+        help="the methods' params files, for their display names (default: %(default)s)",
     )
-    parser.add_argument("--markdown", metavar="OUT", help="write the Markdown tables here")
-    parser.add_argument("--latex", metavar="OUT", help="write the LaTeX (booktabs) tables here")
-    parser.add_argument("--runs-csv", metavar="OUT", help="write the tidy per-run table here")
-    parser.add_argument("--metrics", metavar="OUT", help="write headline metrics (JSON) here")
-    parser.add_argument("--curves", metavar="OUT", help="write the learning-curve plot here")
+    parser.add_argument(
+        "--reference",
+        metavar="PATH",
+        help="a committed seed-robustness result the runs are compared with seed by seed "
+        "(benchmarks/results/seed_robustness.json), where its experiment and protocol match",
+    )
+    parser.add_argument(
+        "--templates",
+        metavar="DIR",
+        help="a folder of table.{md,tex,html}.j2 to use instead of the package's",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="PREFIX",
+        help="write <PREFIX>_table.md and the rest of the report (e.g. reports/cifar10)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -217,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             atomic_write_json(arguments.record, inputs_record(arguments.inputs))
             return 0
         if arguments.command == "report":
-            from dfkd.reporting.tables import run_report
+            from dfkd.reporting.report import run_report
 
             return run_report(arguments)
         if arguments.command == "study-report":

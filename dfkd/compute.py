@@ -99,7 +99,7 @@ class Compute:
         return model
 
     def describe(self) -> dict[str, Any]:
-        """What the mode did on this device, for the provenance and the captions."""
+        """What the mode did on this device, for the provenance and the reports."""
         return {
             "mode": self.mode,
             "autocast": "bfloat16" if self.mixed_precision else None,

@@ -32,7 +32,8 @@ VARIANT_TEACHER_DIR = "results/{protocol}/{dataset}/teacher_variants/{variant}/{
 REPORT_RECORD = "results/{protocol}/{dataset}/report_inputs/{dataset}.json"
 STUDY_REPORT_RECORD = "results/{protocol}/{dataset}/report_inputs/study_{study}.json"
 
-TEMPLATES = "reports/templates"
+# The embedded default's committed runs, which its report compares with its runs seed by seed.
+SEED_REFERENCE = "benchmarks/results/seed_robustness.json"
 
 JobKind = Literal["teacher", "released", "run"]
 
@@ -77,7 +78,7 @@ class Report:
     record: str  # what it was last rendered from (dfkd/freshness.py)
     runs: tuple[str, ...]  # run folders, in table order
     teachers: tuple[str, ...]  # teacher folders
-    files: tuple[str, ...]  # the other files it reads: published numbers, templates
+    files: tuple[str, ...]  # the other files it reads: params files, the seed reference
 
     def inputs(self) -> list[str]:
         """Every file the report reads, in the order its job receives them."""
@@ -168,10 +169,11 @@ class Plan:
             record=REPORT_RECORD.format(protocol=protocol, dataset=dataset),
             runs=tuple(runs),
             teachers=tuple(teachers),
+            # published numbers, the methods' display names, the seed reference (last)
             files=(
                 str(suite.params_dir / "published.yaml"),
-                f"{TEMPLATES}/table.md.j2",
-                f"{TEMPLATES}/table.tex.j2",
+                *sorted(str(path) for path in (suite.params_dir / "methods").glob("*.yaml")),
+                SEED_REFERENCE,
             ),
         )
 
@@ -209,9 +211,5 @@ class Plan:
             ),
             runs=tuple(runs),
             teachers=tuple(dict.fromkeys(teachers)),
-            files=(
-                str(suite.params_dir / "studies.yaml"),
-                f"{TEMPLATES}/study.md.j2",
-                f"{TEMPLATES}/study.tex.j2",
-            ),
+            files=(str(suite.params_dir / "studies.yaml"),),
         )

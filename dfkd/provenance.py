@@ -64,7 +64,7 @@ def environment_lock(lock: Path) -> dict[str, Any]:
 
 
 def collect(device: torch.device, deterministic: bool, config_hash: str) -> dict[str, Any]:
-    """Provenance of a run, written to its metrics and quoted in the report captions."""
+    """Provenance of a run, written to its metrics and quoted in the reports' provenance blocks."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     top = _git("rev-parse", "--show-toplevel")

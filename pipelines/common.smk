@@ -16,6 +16,7 @@ from dfkd.jobs import (
     VARIANT_TEACHER_DIR,
     Plan,
 )
+from dfkd.reporting.report import TABLES, report_files
 from dfkd.workflow import exit_with, load_suite_or_exit, released_teacher_problem
 
 SUITE = load_suite_or_exit(config, "params.yaml", "params")
@@ -128,3 +129,29 @@ def report_inputs(name):
 def report_record(name):
     """Where a report's job records what it was rendered from (dfkd/freshness.py)."""
     return lambda w: PLAN.report(name(w)).record
+
+
+def report_outputs():
+    """The report's files; report() marks what `snakemake --report` shows of a finished target:
+    every table, rendered in place, the CSVs and the figures."""
+    outputs = {}
+    for role, path in report_files("reports/{experiment}").items():
+        name = role.rsplit("_", 1)[0]
+        if role.endswith("_html"):
+            path = report(
+                path,
+                caption="../reports/captions/table.rst",
+                category="{experiment}",
+                subcategory="Tables",
+                labels={"table": TABLES[name][0]},
+            )
+        elif role.endswith(("_csv", "_png")):
+            path = report(
+                path,
+                caption=f"../reports/captions/{name}.rst",
+                category="{experiment}",
+                subcategory="Data" if role.endswith("_csv") else "Figures",
+                labels={"file": Path(path).name},
+            )
+        outputs[role] = path
+    return outputs

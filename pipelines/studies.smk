@@ -47,15 +47,15 @@ rule study_report:
     output:
         markdown="reports/studies/{study}.md",
         latex="reports/studies/{study}.tex",
+        html="reports/studies/{study}.html",
         runs_csv="reports/studies/{study}_runs.csv",
     params:
         studies=lambda w, input: input.files[0],
-        templates=lambda w, input: Path(input.files[1]).parent,
+        out=lambda w: f"reports/studies/{w.study}",
         record=report_record(lambda w: f"studies/{w.study}"),
     log:
         "logs/reports/study_{study}.log",
     shell:
         "(dfkd study-report --study {wildcards.study} --studies {params.studies}"
-        " --runs {input.runs} --teachers {input.teachers} --templates {params.templates}"
-        " --markdown {output.markdown} --latex {output.latex} --runs-csv {output.runs_csv}"
+        " --runs {input.runs} --teachers {input.teachers} --out {params.out}"
         " && dfkd record-inputs --record {params.record} {input}) > {log} 2>&1"

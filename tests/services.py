@@ -20,6 +20,8 @@ from pathlib import Path
 
 SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 SSH_PACKAGES = ("openssh-server", "openssh-client")
+# pdfLaTeX with booktabs, and pdftoppm: the report tests typeset every LaTeX table.
+LATEX_PACKAGES = ("texlive-latex-base", "texlive-latex-recommended", "poppler-utils")
 
 # slurmd and the srun inside each job read this path, whatever SLURM_CONF says.
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -241,6 +243,6 @@ def ssh_server(directory: Path) -> Iterator[SSHServer]:
 
 
 if __name__ == "__main__":
-    # `python3 tests/services.py`, as root: installs both servers' packages ahead of the tests
-    # (.ci/run), which would otherwise install them themselves.
-    install(SLURM_PACKAGES + SSH_PACKAGES)
+    # `python3 tests/services.py`, as root: installs both servers' packages and TeX Live ahead
+    # of the tests (.ci/run), which would otherwise install them themselves.
+    install(SLURM_PACKAGES + SSH_PACKAGES + LATEX_PACKAGES)

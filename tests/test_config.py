@@ -224,6 +224,13 @@ def test_params_yaml_problems_are_named(params, edit, message):
             lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(source="blog"),
             "unknown source 'blog'",
         ),
+        ("published.yaml", lambda p: p["sources"]["cmi"].update(rule="best"), "'final_epoch'"),
+        (
+            "published.yaml",
+            lambda p: p.update(stability={"cifar10": {"resnet34-resnet18": {"cmi": {"mu": 82.4}}}}),
+            "stability.cifar10.resnet34-resnet18.cmi.sigma2: missing",
+        ),
+        ("methods/dfq.yaml", lambda m: m.pop("display_name"), "display_name: missing"),
         (
             "published.yaml",
             lambda p: p["results"]["cifar10"]["resnet34-resnet18"]["dfq"].update(note=""),
@@ -377,3 +384,20 @@ def test_every_problem_of_one_file_is_reported_not_only_the_first(params):
         "params.yaml: protocols.tiny: batch_size and learning_rate_scaling: set both (a protocol "
         "batch scales the student learning rate) or neither",
     ]
+
+
+def test_published_cells_may_carry_a_note_and_stability_rows(params):
+    """CuDFKD Table 4's stability and cost figures, and a note on one published cell."""
+    data, params_dir = params
+    row = {"mu": 82.4, "sigma2": 16.6, "best": 94.8, "memory_gb": 12.5, "hours": 13.3,
+           "source": "cudfkd"}  # fmt: skip
+
+    def edit(published):
+        published["results"]["cifar10"]["vgg11-resnet18"]["cmi"]["note"] = "as the README"
+        published["stability"] = {"cifar10": {"resnet34-resnet18": {"cmi": row}}}
+
+    _edit_yaml(params_dir / "published.yaml", edit)
+    published = load_suite(data, params_dir).published
+    assert published["stability"]["cifar10"]["resnet34-resnet18"]["cmi"].memory_gb == 12.5
+    cell = published["results"]["cifar10"]["vgg11-resnet18"]["cmi"]
+    assert (cell.note, cell.acc1) == ("as the README", 91.13)

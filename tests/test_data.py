@@ -305,6 +305,7 @@ def test_digits_split_is_stratified_and_fixed():
     train = load_split("digits", "unused", "train", download=False)
     test = load_split("digits", "unused", "test", download=True)
     assert len(train) + len(test) == 1797
+    assert len(test) == dataset_info("digits").test_size  # the reports' binomial noise floor
     assert test.images.shape[1:] == (3, 16, 16) and test.images.dtype == torch.uint8
     per_class = torch.bincount(targets)
     assert torch.equal(torch.bincount(test.labels), (per_class + 2) // 4)

@@ -103,20 +103,22 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path):
     table = (repository / "reports/digits_table.md").read_text()
     latex = (repository / "reports/digits_table.tex").read_text()
     assert "protocol `tiny`" in table and "\\toprule" in latex
-    for method in ("dafl", "adi", "dfq", "cmi", "cudfkd", "mad"):
+    for method in ("DAFL", "ADI", "DFQ", "CMI", "CuDFKD", "MAD"):  # their display names
         assert f"| {method} |" in table
     # The loop that ran, and which of the paper's and the reference code's options, are stated
-    # beside each method.
+    # beside each method, in the provenance.
     assert "; kept_batch best\n" in table
     assert "; adversarial_schedule eq15; self_paced log;" in table
     assert (
-        "- **Settings of `mad`:** 10 epochs x 20 rounds of 3 synthesis + 10 student steps, "
-        "batch 32, student SGD lr 0.0354 cosine; ema_placement after_generator_steps;"
+        "- MAD [mad]: 10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, "
+        "student SGD lr 0.0354 cosine; ema_placement after_generator_steps;"
     ) in table
-    # Every cell is marked against the suite's own 5-seed reference (params/published.yaml).
-    assert "of 6 cells with a published Acc@1 reproduced" in table
-    assert table.count("✓") + table.count("✗") == 6 + 2  # one mark per cell, two in the legend
-    assert (repository / "reports/digits_curves.png").stat().st_size > 0
+    # Every run equals its seed of the committed 5-seed reference (benchmarks/results/).
+    reference = (repository / "reports/digits/reference.md").read_text()
+    assert "runs and 1 teacher compared equal their reference exactly" in reference, reference
+    assert "| equal |" in reference and "differs" not in reference
+    for name in ("digits_curves.png", "digits_curves.pdf", "digits/profile.pdf"):
+        assert (repository / "reports" / name).stat().st_size > 0
 
     headline = json.loads((repository / "reports/metrics/digits.json").read_text())
     assert headline["teacher"]["cnn_small"] > 90.0
@@ -162,7 +164,9 @@ def test_dvc_repro_records_every_output_and_snakemakes_report_shows_them(finishe
     report = [str(BIN / "snakemake"), "--report", "report.html", "reports/digits_table.md"]
     run_command(report, repository)
     html = (repository / "report.html").read_text(errors="replace")
-    for name in ("digits_table.md", "digits_runs.csv", "digits_curves.png", "train_teacher"):
+    # Each table shown in place (an HTML page each), the CSVs and the figures.
+    for name in ("table.html", "reproduction.html", "digits_runs.csv", "digits_cells.csv",
+                 "digits_curves.png", "profile.png", "train_teacher"):  # fmt: skip
         assert name in html, name
     assert "report.html" not in run_command(["git", "status", "--short"], repository).stdout
     # Without Snakemake's records, as in a fresh clone, the suite's own records tell what changed

@@ -267,15 +267,32 @@ def test_a_reduced_mad_study_runs_on_the_embedded_data(tmp_path):
 
 
 def test_a_study_prints_the_papers_accuracy_for_a_variants_teacher(suite, tmp_path):
-    from dfkd.reporting.studies import _teacher_lines
+    """The noisy-teacher study's provenance gives each teacher's accuracy, and CuDFKD §5.4's
+    94.07% for its own noisy teacher beside ours."""
+    from dfkd.cli import main
+    from tests.report_fixture import _run_metrics
 
-    paths = []
+    study = suite.study("noisy_teacher")
+    teachers = []
     for folder, acc1 in (("teacher", 95.1), ("teacher_variants/noisy/resnet34", 93.2)):
         path = tmp_path / folder / "metrics.json"
         path.parent.mkdir(parents=True)
         record = {"kind": "teacher", "run": {"architecture": "resnet34"},
                   "summary": {"final_acc1": acc1}}  # fmt: skip
         path.write_text(json.dumps(record))
-        paths.append(str(path))
-    lines = _teacher_lines(paths, suite.studies.teacher_variants)
-    assert lines == ["resnet34 (trained): 95.10%", "resnet34 (noisy): 93.20% (paper: 94.07%)"]
+        teachers.append(str(path))
+    runs = []
+    for cell, seed in itertools.product(study.cells, study.seeds):
+        path = tmp_path / "studies/noisy_teacher" / cell / f"seed{seed}/metrics.json"
+        path.parent.mkdir(parents=True)
+        record = _run_metrics(study.pair, study.cells[cell].method, seed, "paper", 90.0, "cifar10")
+        path.write_text(json.dumps(record))
+        runs.append(str(path))
+    out = tmp_path / "noisy_teacher"
+    arguments = ["study-report", "--study", "noisy_teacher", "--studies",
+                 str(REPOSITORY / "params/studies.yaml"), "--out", str(out)]  # fmt: skip
+    assert main([*arguments, "--runs", *runs, "--teachers", *teachers]) == 0
+    for extension in ("md", "tex", "html"):
+        text = (tmp_path / f"noisy_teacher.{extension}").read_text()
+        assert "resnet34 (trained): 95.10%" in text, extension
+        assert "resnet34 (noisy): 93.20% (paper: 94.07%)" in text, extension

@@ -177,6 +177,7 @@ class MethodParams:
     """params/methods/<name>.yaml."""
 
     implementation: str
+    display_name: str  # how the reports name the method ("CuDFKD"): the only place they look
     source: str
     schedule: LoopConfig
     hyperparameters: dict[str, Any]
@@ -198,7 +199,7 @@ class ReleasedCollection:
     """One publisher's teacher checkpoints, which a user downloads once."""
 
     format: ReleasedFormat
-    source: str  # where they come from, as the report captions state it
+    source: str  # where they come from, as the reports' provenance states it
     url: str
     directory: str  # relative to the working directory
     teachers: dict[str, dict[str, ReleasedFile]]  # dataset -> architecture -> file
@@ -246,6 +247,9 @@ class ReleasedTeachers:
 class PublishedSource:
     citation: str  # where the numbers are printed, and under what budget
     selection: str  # how its numbers were selected (best epoch, best over trials, ...)
+    # Which of our numbers compares with them (dfkd/reporting/analysis.py RULE_COLUMNS).
+    rule: Literal["best_epoch", "final_epoch"]
+    short: str  # a few words for a table note
 
 
 @dataclass(frozen=True)

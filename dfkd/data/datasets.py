@@ -23,6 +23,7 @@ class DatasetInfo:
     # | "imagenet" | "places365" | "food101" (dfkd/data/large.py)
     layout: str
     num_classes: int
+    test_size: int  # images in the test split: the resolution of an accuracy on it
     image_size: int
     mean: tuple[float, float, float]  # per channel, images in [0, 1]
     std: tuple[float, float, float]
@@ -34,12 +35,13 @@ class DatasetInfo:
     crop_padding: int  # pixels of zero padding around the random crop
 
 
-def _at_256(name: str, num_classes: int, directory: str, title: str) -> DatasetInfo:
+def _at_256(name: str, num_classes: int, test_size: int, directory: str, title: str) -> DatasetInfo:
     """One of MAD's 256x256 sets, which share their size, constants and augmentation."""
     return DatasetInfo(
         name=name,
         layout=name,
         num_classes=num_classes,
+        test_size=test_size,
         image_size=256,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
@@ -59,6 +61,7 @@ DATASETS: dict[str, DatasetInfo] = {
             name="cifar10",
             layout="cifar10",
             num_classes=10,
+            test_size=10000,
             image_size=32,
             mean=(0.4914, 0.4822, 0.4465),
             std=(0.2023, 0.1994, 0.2010),
@@ -71,6 +74,7 @@ DATASETS: dict[str, DatasetInfo] = {
             name="cifar100",
             layout="cifar100",
             num_classes=100,
+            test_size=10000,
             image_size=32,
             mean=(0.5071, 0.4867, 0.4408),
             std=(0.2675, 0.2565, 0.2761),
@@ -86,6 +90,7 @@ DATASETS: dict[str, DatasetInfo] = {
             name="tiny_imagenet",
             layout="tiny_imagenet",
             num_classes=200,
+            test_size=10000,
             image_size=64,
             mean=(0.4802, 0.4481, 0.3975),
             std=(0.2302, 0.2265, 0.2262),
@@ -102,6 +107,7 @@ DATASETS: dict[str, DatasetInfo] = {
             name="cifar10_jpeg",
             layout="image_folder",
             num_classes=10,
+            test_size=10000,
             image_size=32,
             mean=(0.4913, 0.4821, 0.4465),
             std=(0.2452, 0.2428, 0.2606),
@@ -119,6 +125,7 @@ DATASETS: dict[str, DatasetInfo] = {
             name="digits",
             layout="digits",
             num_classes=10,
+            test_size=451,
             image_size=16,
             mean=(0.3062, 0.3062, 0.3062),
             std=(0.3193, 0.3193, 0.3193),
@@ -137,9 +144,9 @@ DATASETS: dict[str, DatasetInfo] = {
         # teacher, Table 10) expects; the supplement gives none for Places365 or Food101. Their
         # train augmentation is not stated either (Table 4): the CIFAR recipe's crop + flip, with
         # the same 1/8 of the image size as padding.
-        _at_256("imagenet", 1000, "imagenet", "ImageNet"),
-        _at_256("places365", 365, "places365", "Places365-Standard"),
-        _at_256("food101", 101, "", "Food-101"),
+        _at_256("imagenet", 1000, 50_000, "imagenet", "ImageNet"),
+        _at_256("places365", 365, 36_500, "places365", "Places365-Standard"),
+        _at_256("food101", 101, 25_250, "", "Food-101"),
     )
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from dfkd.errors import ConfigError
@@ -30,13 +31,16 @@ class Classifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor, with_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-        """Logits (N, num_classes) in float32 whatever precision autocast ran the layers in, and
-        with `with_features` the penultimate features too. float32 logits make every loss and
-        metric start from float32 on any device: autocast's float32 op lists differ (CUDA's
-        runs softmax, log-softmax, exp and sums in float32, the CPU's in bfloat16), and the
-        `fast` recipe is the same on both only if the logits are float32."""
+        """Logits (N, num_classes) in at least float32 whatever precision autocast ran the
+        layers in, and with `with_features` the penultimate features too. float32 logits make
+        every loss and metric start from float32 on any device: autocast's float32 op lists
+        differ (CUDA's runs softmax, log-softmax, exp and sums in float32, the CPU's in
+        bfloat16), and the `fast` recipe is the same on both only if the logits are float32.
+        A float64 network keeps float64 logits (the gradient tests' finite differences)."""
         features = self.forward_features(x)
-        logits = self.head(features).float()
+        logits = self.head(features)
+        if logits.dtype != torch.float64:
+            logits = logits.float()
         return (logits, features) if with_features else logits
 
     def forward_with_features(self, x: Tensor) -> tuple[Tensor, Tensor]:

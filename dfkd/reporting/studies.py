@@ -1,9 +1,9 @@
 """`dfkd study-report`: a declared study's runs -> its table, in the layout of the paper's, with
-the published values beside each cell (params/studies.yaml).
+the published values under each cell (params/studies.yaml).
 
-One row per cell: its labels, then final-epoch Acc@1, Agree@1 and L_p as mean ± std over seeds
-with the published value in brackets, mu and sigma^2, and the time to the accuracy threshold
-(the paper's t_90). The inputs are the cells' `metrics.json` files, each under
+One row per cell: its labels, then final-epoch Acc@1, Agree@1 and L_p (the authors' code's
+form, which published values use) as mean ± std over seeds, the time to the accuracy threshold
+(the paper's t_90), and n. The inputs are the cells' `metrics.json` files, each under
 `.../studies/<study>/<cell>/seed<k>/`, and the metrics files of the teachers the cells used.
 Every input is read and checked and every output rendered before the first file is written.
 """
@@ -22,20 +22,12 @@ from dfkd.config.settings import read_yaml
 from dfkd.config.studies import StudiesFile, Study, TeacherVariant, read_studies
 from dfkd.data import dataset_info
 from dfkd.errors import UserError
-from dfkd.reporting.format import (
-    COMPARISON_COLUMNS,
-    Dialect,
-    Latex,
-    Markdown,
-    mean_std_cell,
-    measurement,
-    published_suffix,
-    render,
-    seed_count,
-    threshold_cells,
-    time_units,
-)
-from dfkd.reporting.tables import RUN_COLUMNS, group_table, read_metrics, report_facts, run_row
+from dfkd.reporting.cells import group_table
+from dfkd.reporting.dialects import DIALECTS, Dialect
+from dfkd.reporting.facts import pair_name, run_sections
+from dfkd.reporting.inputs import RUN_COLUMNS, read_metrics, report_date, run_row
+from dfkd.reporting.layout import Column, Row, Table, render
+from dfkd.reporting.tables import significant_decimals
 
 
 def load_study(path: str, name: str) -> Study:
@@ -91,50 +83,96 @@ def _teacher_lines(paths: Sequence[str], variants: Mapping[str, TeacherVariant])
     return lines
 
 
-def _rows(groups: pd.DataFrame, study: Study, dialect: Dialect) -> list[dict[str, Any]]:
-    units = time_units(groups)
-    scale = units["t_threshold_hours"][1]
+def _cells(row: Mapping[str, Any], paper: Any, scale: float, d: Dialect) -> list[str]:
+    """Ours over the published value (in brackets, where the paper gives one)."""
+
+    def under(ours: str, key: str, decimals: int, unit: str = "") -> str:
+        value = getattr(paper, key) if paper is not None else None
+        return d.stack(ours, f"[{d.number(value, decimals)}{unit}]" if value is not None else "")
+
+    hours = row["t_threshold_hours_mean"] * scale
+    if row["reached"] == 0:
+        time = d.escape("not reached")
+    else:
+        time = d.measure(hours, row["t_threshold_hours_std"] * scale, significant_decimals(hours))
+        if row["reached"] < row["completed"]:
+            time += f" ({row['reached']}/{row['completed']})"
+    n = str(row["completed"]) + (f" + {row['diverged']} div." if row["diverged"] else "")
+    return [
+        under(d.measure(row["final_acc1_mean"], row["final_acc1_std"], 2), "acc1", 2),
+        under(d.measure(row["final_agree1_mean"], row["final_agree1_std"], 2), "agree1", 2),
+        under(
+            d.measure(row["final_lp_reference_code_mean"], row["final_lp_reference_code_std"], 3),
+            "lp",
+            4,
+        ),
+        under(time, "t90_hours", 2, " h"),
+        n,
+    ]
+
+
+def study_table(
+    runs: pd.DataFrame, study: Study, name: str, teachers: Sequence[str], dialect: Dialect
+) -> Table:
+    d = dialect
+    groups = group_table(runs, by=("cell",))
+    dataset = str(runs["dataset"].iloc[0])
+    title = dataset_info(dataset).title
+    threshold = f"{float(runs['accuracy_threshold'].iloc[0]):g}"
+    means = [v for v in groups["t_threshold_hours_mean"] if v == v]
+    unit, scale = ("min", 60.0) if means and max(means) < 1.0 else ("h", 1.0)
+    columns = (
+        *(Column((d.escape(column),), "l") for column in study.columns),
+        Column((d.escape("Acc@1 (%)"),)),
+        Column((d.escape("Agree@1 (%)"),)),
+        Column((d.subscript("L", "p") + " (code)",)),
+        Column((f"{d.subscript('t', threshold)} ({unit})",)),
+        Column(("n",)),
+    )
     rows = []
     for row in groups.to_dict("records"):
         cell = study.cells[row["cell"]]
-        paper = cell.published
-        cells = []
-        for column, decimals, key in COMPARISON_COLUMNS:
-            text = measurement(dialect, row[f"{column}_mean"], row[f"{column}_std"], decimals)
-            text = text or dialect.missing
-            if key is not None and paper is not None:
-                text += published_suffix(getattr(paper, key), decimals)
-            cells.append(text)
-        hours, epochs = threshold_cells(row, scale, dialect)
-        if paper is not None and paper.t90_hours is not None:
-            hours += f" [{paper.t90_hours:.2f} h]"
-        cells += [
-            mean_std_cell(row, "mu", dialect, 2),
-            mean_std_cell(row, "sigma2", dialect, 2),
-            hours,
-            epochs,
-            seed_count(row["completed"], row["diverged"]),
-        ]
-        rows.append({"labels": list(cell.labels), "cells": cells})
-    return rows
-
-
-def build_study_view(
-    runs: pd.DataFrame, study: Study, name: str, teachers: Sequence[str], dialect: Dialect
-) -> dict[str, Any]:
-    groups = group_table(runs, by=("cell",))
-    dataset = str(runs["dataset"].iloc[0])
-    facts = report_facts(runs, {"sources": {}, "teachers": {}, "results": {}}, dataset,
-                         dataset_info(dataset).title)  # fmt: skip
-    return {
-        "study": study,
-        "name": name,
-        "facts": facts,
-        "teachers": teachers,
-        "threshold": f"{facts.accuracy_threshold:g}",
-        "units": {column: unit for column, (unit, _) in time_units(groups).items()},
-        "rows": _rows(groups, study, dialect),
-    }
+        labels = [d.escape(label) for label in cell.labels]
+        rows.append(Row((*labels, *_cells(row, cell.published, scale, d))))
+    seeds = sorted({int(seed) for seed in runs["seed"]})
+    caption = d.compose(
+        "{title} on {dataset} ({pair}, protocol {protocol}): final-epoch test Acc@1, Agree@1 and "
+        f"{{lp}}, and the training time to {threshold}% test Acc@1, mean ± std over {len(seeds)} "
+        "seeds; in brackets, the published value.",
+        title=d.escape(study.title),
+        dataset=d.escape(title),
+        pair=pair_name(study.pair, d),
+        protocol=d.code(str(runs["protocol"].iloc[0])),
+        lp=d.subscript("L", "p"),
+    )
+    settings = [
+        f"{', '.join(study.cells[c].labels)}: {text}"
+        for c, text in dict.fromkeys(zip(runs["cell"], runs["settings"], strict=True))
+        if text
+    ]
+    sections = [
+        (
+            "Study",
+            (
+                f"{name}: {study.source}",
+                study.selection,
+                "L_p (code): 1 - JS^(1/4), the authors' code's form of CuDFKD's Eq. 14",
+            ),
+        ),
+        *run_sections(runs, title, report_date()),
+        ("Teachers", tuple(teachers)),
+        ("Settings", tuple(settings)),
+    ]
+    return Table(
+        name=name,
+        title=d.escape(study.title),
+        caption=caption,
+        label=f"tab:study-{name}",
+        columns=columns,
+        rows=tuple(rows),
+        spaced=True,
+        provenance=tuple((heading, tuple(lines)) for heading, lines in sections if lines),
+    )
 
 
 def run_study_report(arguments: argparse.Namespace) -> int:
@@ -142,19 +180,14 @@ def run_study_report(arguments: argparse.Namespace) -> int:
     study = studies.studies[arguments.study]
     runs = load_study_runs(arguments.runs, study)
     teachers = _teacher_lines(arguments.teachers, studies.teacher_variants)
-    outputs: dict[str, str] = {}
-    templates = Path(arguments.templates)
-    dialects: Mapping[str, tuple[str, Dialect]] = {
-        "markdown": ("study.md.j2", Markdown()),
-        "latex": ("study.tex.j2", Latex()),
+    templates = Path(arguments.templates) if arguments.templates else None
+    outputs = {
+        f"{arguments.out}.{d.extension}": render(
+            study_table(runs, study, arguments.study, teachers, d), d, templates
+        )
+        for d in DIALECTS
     }
-    for option, (template, dialect) in dialects.items():
-        out = getattr(arguments, option)
-        if out:
-            view = build_study_view(runs, study, arguments.study, teachers, dialect)
-            outputs[out] = render(templates, template, view, dialect)
-    if arguments.runs_csv:
-        outputs[arguments.runs_csv] = runs.to_csv(index=False, lineterminator="\n")
+    outputs[f"{arguments.out}_runs.csv"] = runs.to_csv(index=False, lineterminator="\n")
     for path, content in outputs.items():
         atomic_write_text(path, content)
     return 0

@@ -1,463 +1,481 @@
-"""`dfkd report`: one dataset's runs -> citable tables, a tidy CSV, headline metrics and curves.
+"""The result tables of a dataset report, in the layout of the papers the suite reproduces
+(CuDFKD Tables 1-2 and 4, the CMI README):
 
-Inputs are the `metrics.json` files of the distillation runs (in experiment order: pairs, then
-methods, then seeds) and of the teachers, plus `params/published.yaml`. Outputs, each optional:
+- ``table``: final-epoch Acc@1, methods as rows and teacher -> student pairs as columns, the
+  teacher's accuracy first, the published numbers in a block of their own below;
+- ``fidelity``: Agree@1 and L_p; ``stability``: mu, sigma^2 and the best-epoch oracles;
+  ``cost``: time to the accuracy threshold, memory and time; ``spread``: n, the 95% interval
+  and the range over seeds. These list the pairs as groups of rows, so that their width does
+  not grow with the number of pairs.
 
-- `<dataset>_table.md` / `.tex`: a comparison table (methods x teacher->student pairs, final-epoch
-  Acc@1, Agree@1 and L_p as mean ± std over seeds, published numbers beside them) and a
-  stability table (CuDFKD Table 4: mu and sigma^2, the best-epoch oracle, time to threshold,
-  memory, time), rendered by Jinja templates from one tidy per-run table;
-- `<dataset>_runs.csv`: that tidy table, one row per run;
-- `metrics/<dataset>.json`: headline numbers for `dvc metrics show` (mean final Acc@1 per cell);
-- `<dataset>_curves.png`: test Acc@1 per epoch, mean over seeds with a ±std band.
-
-The primary number is the final-epoch accuracy: without training data there is no validation
-set, so a best epoch can only be picked on the test set; it appears only as a labelled oracle.
-A diverged run stopped before the end of its schedule, so its numbers are not final-epoch
-numbers: it is excluded from every mean and counted in the cell instead.
-
-Every input is read and checked, and every output rendered in memory, before the first file is
-written; each file is then replaced atomically, so bad input leaves the old reports untouched.
+Accuracies get 2 decimals, L_p 3 (4 where published so), times and memory 3 significant digits.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import math
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
+from dfkd.reporting.analysis import Analysis
+from dfkd.reporting.dialects import Dialect, finite
+from dfkd.reporting.facts import (
+    Provenance,
+    note_mark,
+    notes_line,
+    pair_header,
+    pair_name,
+    published_marks,
+    seeds_text,
+    where,
+)
+from dfkd.reporting.layout import Column, Row, Table
 
-from dfkd.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-from dfkd.config import read_yaml
-from dfkd.data import dataset_info
-from dfkd.errors import UserError
-from dfkd.reporting.format import Latex, Markdown, ReportFacts, build_view, curves_png, render
-from dfkd.reporting.verdicts import Verdict, cell_verdicts
-from dfkd.stats import aggregate
-
-# Columns of the tidy per-run table, in CSV order.
-RUN_COLUMNS = (
-    "protocol", "dataset", "teacher", "student", "pair", "method", "settings", "seed", "status",
-    "epochs_planned", "epochs_completed", "divergence_epoch", "divergence_term",
-    "final_acc1", "final_agree1", "final_lp", "final_lp_reference_code",
-    "best_acc1", "best_acc1_epoch", "mu", "sigma2", "stability_start_epoch",
-    "accuracy_threshold", "t_threshold_hours", "epochs_to_threshold",
-    "train_hours", "total_hours", "peak_device_memory_bytes", "peak_host_memory_bytes",
-    "teacher_acc1", "device", "device_name", "git_commit", "git_dirty", "suite_version",
-    "lock_sha256", "lock_mismatches", "config_hash", "metrics_path",
-    "published_acc1", "delta_acc1", "verdict", "compute",
-)  # fmt: skip
-# Summary entries that describe a finished schedule; blank for a diverged run.
-RESULT_COLUMNS = (
-    "final_acc1", "final_agree1", "final_lp", "final_lp_reference_code", "best_acc1",
-    "best_acc1_epoch", "mu", "sigma2", "t_threshold_hours", "epochs_to_threshold",
-)  # fmt: skip
-COUNT_COLUMNS = ("best_acc1_epoch", "epochs_to_threshold", "divergence_epoch")
-# Aggregated over the completed seeds of each (pair, method).
-AGGREGATED = (*RESULT_COLUMNS[:5], *RESULT_COLUMNS[6:], "train_hours", "total_hours")
-NUMBER_COLUMNS = (*RESULT_COLUMNS, "train_hours", "total_hours", "peak_device_memory_bytes",
-                  "peak_host_memory_bytes", "teacher_acc1")  # fmt: skip
-STATUSES = ("completed", "diverged")
+GIB = 2.0**30
+DAGGER = "†"
 
 
-def run_report(arguments: argparse.Namespace) -> int:
-    """Reads and checks every input, renders every output in memory, then writes them."""
-    title = dataset_info(arguments.dataset).title
-    published = _published_for(read_yaml(Path(arguments.published)), arguments.dataset)
-    runs, histories = load_runs(arguments.runs, arguments.dataset)
-    protocol = runs["protocol"].iloc[0]
-    teacher_acc1, origins = load_teachers(arguments.teachers, arguments.dataset, protocol)
-    groups = group_table(runs)
-    verdicts = cell_verdicts(groups, published["results"], published["verdict_tolerance"])
-    runs = with_verdicts(runs, verdicts)
-    facts = replace(
-        report_facts(runs, published, arguments.dataset, title), teacher_origins=origins
-    )
+def label(analysis: Analysis, name: str) -> str:
+    return f"tab:{analysis.dataset}-{name}"
 
-    outputs: dict[str, str | bytes] = {}
-    templates = Path(arguments.templates)
-    for out, template, dialect in (
-        (arguments.markdown, "table.md.j2", Markdown()),
-        (arguments.latex, "table.tex.j2", Latex()),
-    ):
-        if out:
-            view = build_view(groups, teacher_acc1, published, facts, verdicts, dialect)
-            outputs[out] = render(templates, template, view, dialect)
-    if arguments.runs_csv:
-        outputs[arguments.runs_csv] = runs.to_csv(index=False, lineterminator="\n")
-    if arguments.curves:
-        outputs[arguments.curves] = curves_png(runs, histories)
-    headline = headline_metrics(groups, teacher_acc1) if arguments.metrics else None
-    for path, content in outputs.items():
-        if isinstance(content, bytes):
-            atomic_write_bytes(path, content)
-        else:
-            atomic_write_text(path, content)
-    if arguments.metrics:
-        atomic_write_json(arguments.metrics, headline)
-    return 0
+
+def method_name(analysis: Analysis, method: str, dialect: Dialect) -> str:
+    return dialect.escape(analysis.names[method])
+
+
+def significant_decimals(value: float, digits: int = 3) -> int:
+    """Decimals that show ``value`` with ``digits`` significant digits, never fewer than 0."""
+    if not finite(value) or value == 0:
+        return digits - 1
+    return max(0, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def _measure(
+    row: Mapping[str, Any],
+    column: str,
+    dialect: Dialect,
+    decimals: int | None = None,
+    scale: float = 1.0,
+    bold: bool = False,
+    dagger: bool = False,
+) -> str:
+    mean, std = row[f"{column}_mean"] * scale, row[f"{column}_std"] * scale
+    places = significant_decimals(mean) if decimals is None else decimals
+    return dialect.measure(mean, std, places, bold, dagger)
+
+
+def _source_letters(keys: list[str]) -> dict[str, str]:
+    """A letter per source where a table quotes more than one; none for one source."""
+    keys = list(dict.fromkeys(keys))
+    return {key: chr(ord("a") + i) for i, key in enumerate(keys)} if len(keys) > 1 else {}
+
+
+def _source_note(
+    analysis: Analysis, letters: Mapping[str, str], keys: list[str], dialect: Dialect
+) -> str:
+    keys = list(dict.fromkeys(keys))
+    shown = [
+        (dialect.sup(letters[key]) + " " if key in letters else "")
+        + dialect.escape(analysis.published.source(key).short)
+        for key in keys
+    ]
+    return "Published: " + "; ".join(shown) + "."
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading and checking the inputs
+# Acc@1
 
 
-def read_metrics(path: str, kind: str) -> dict[str, Any]:
-    """A finished job's metrics, checked as the workflow checks them (dfkd/records.py): NaN, a
-    missing or malformed field, a completed run that stops early are one line, exit 2."""
-    from dfkd.records import RecordError, read_record
-
-    if not Path(path).is_file():
-        raise UserError(f"{path}: metrics file not found; run the job that writes it first")
-    try:
-        return read_record(path, kind)
-    except RecordError as error:
-        raise UserError(f"{path} {error}; delete it and re-run its job") from None
-
-
-def _require(record: Mapping[str, Any], path: str, *keys: str) -> Any:
-    value: Any = record
-    for depth, key in enumerate(keys):
-        if not isinstance(value, Mapping) or key not in value:
-            dotted = ".".join(keys[: depth + 1])
-            raise UserError(f"{path}: missing '{dotted}'; the metrics file is incomplete")
-        value = value[key]
-    return value
-
-
-def _check_same(path: str, what: str, value: Any, expected: Any, expected_from: str) -> None:
-    if value != expected:
-        raise UserError(
-            f"{path}: {what} is {value!r} but {expected_from} has {expected!r}; "
-            "one report covers the runs of one dataset and one protocol"
+def main_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> Table:
+    d = dialect
+    columns = (Column(("", "Method"), "l"), *(Column(pair_header(p, d)) for p in analysis.pairs))
+    teacher_row = [d.escape("Teacher")]
+    for pair in analysis.pairs:
+        values = analysis.teachers.acc1.get(analysis.pair_teacher(pair), [])
+        mean = sum(values) / len(values) if values else math.nan
+        std = _sample_std(values)
+        teacher_row.append(d.measure(mean, std, 2))
+    rows = [Row(tuple(teacher_row)), Row(("",), "rule")]
+    best = {
+        pair: max(
+            (
+                round(c["final_acc1_mean"], 2)
+                for m in analysis.methods
+                if (c := analysis.cell(pair, m)) and finite(c["final_acc1_mean"])
+            ),
+            default=None,
         )
-
-
-def run_row(path: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    run = {
-        key: _require(record, path, "run", key)
-        for key in ("protocol", "dataset", "teacher", "student", "method", "seed")
+        for pair in analysis.pairs
     }
-    status = _require(record, path, "status")
-    if status not in STATUSES:
-        raise UserError(f"{path}: unknown status {status!r}; expected one of {STATUSES}")
-    summary = record.get("summary") or {}
-    provenance = _require(record, path, "provenance")
-    divergence = record.get("divergence") or {}
-    row = {
-        **run,
-        "pair": f"{run['teacher']}-{run['student']}",
-        "settings": _reported_settings(record.get("config") or {}),
-        "status": status,
-        "epochs_planned": record.get("epochs_planned"),
-        "epochs_completed": record.get("epochs_completed"),
-        "divergence_epoch": divergence.get("epoch"),
-        "divergence_term": divergence.get("term"),
-        **{
-            column: summary.get(column) if status == "completed" else None
-            for column in RESULT_COLUMNS
-        },
-        "stability_start_epoch": _require(record, path, "config", "statistics", "start_epoch"),
-        "accuracy_threshold": _require(record, path, "config", "statistics", "accuracy_threshold"),
-        "train_hours": summary.get("train_hours"),
-        "total_hours": record.get("total_hours"),
-        "peak_device_memory_bytes": record.get("peak_device_memory_bytes"),
-        "peak_host_memory_bytes": record.get("peak_host_memory_bytes"),
-        "teacher_acc1": (record.get("teacher") or {}).get("acc1"),
-        "metrics_path": path,
-    }
-    for key in ("device", "device_name", "git_commit", "git_dirty", "suite_version", "config_hash"):
-        row[key] = provenance.get(key)
-    row["lock_sha256"] = provenance.get("lock_sha256")
-    row["compute"] = _compute_text(provenance.get("compute"))
-    mismatches = provenance.get("lock_mismatches")
-    row["lock_mismatches"] = "; ".join(mismatches) if mismatches is not None else None
-    for column in NUMBER_COLUMNS:
-        value = row[column]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise UserError(f"{path}: {column} is {value!r}; expected a number or null")
-    return row
-
-
-def _reported_settings(config: Mapping[str, Any]) -> str:
-    """The loop as it ran, then "name value; ..." of the named options its method reports
-    (MethodConfig): a protocol shrinks schedules, and a reader must see what ran."""
-    from dfkd.methods import METHODS
-
-    parts = [_loop_summary(config["loop"])] if config.get("loop") else []
-    implementation = config.get("implementation")
-    if implementation in METHODS:
-        hyperparameters = config.get("hyperparameters") or {}
-        names = METHODS.get(implementation).config_class.reported_settings
-        parts += [f"{name} {hyperparameters.get(name)}" for name in names]
-    return "; ".join(parts)
-
-
-def _loop_summary(loop: Mapping[str, Any]) -> str:
-    """ "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student SGD lr
-    0.0354 cosine" (LoopConfig, as recorded in a run's config)."""
-    optimizer = loop["student_optimizer"]
-    algorithm = {"sgd": "SGD", "adam": "Adam"}[optimizer["algorithm"]]
-    decay = optimizer["schedule"]
-    if decay == "multistep":
-        epochs = ", ".join(str(epoch) for epoch in optimizer["milestones"])
-        decay = f"x{optimizer['gamma']:g} at epochs {epochs}"
-    return (
-        f"{loop['epochs']} epochs x {loop['rounds_per_epoch']} rounds of "
-        f"{loop['generator_steps_per_round']} synthesis + {loop['student_steps_per_round']} "
-        f"student steps, batch {loop['batch_size']}, student {algorithm} lr "
-        f"{optimizer['learning_rate']:.3g} {decay}"
-    )
-
-
-def _settings_by_method(runs: pd.DataFrame) -> list[tuple[str, list[tuple[str, str]], str]]:
-    """(method, pairs, settings): pairs is empty where every pair of the method ran alike, and
-    lists the (teacher, student) pairs of each variant otherwise."""
-    variants: dict[str, dict[str, list[tuple[str, str]]]] = {}
-    for method, teacher, student, text in zip(
-        runs["method"], runs["teacher"], runs["student"], runs["settings"], strict=True
-    ):
-        pairs = variants.setdefault(str(method), {}).setdefault(str(text), [])
-        if (teacher, student) not in pairs:
-            pairs.append((str(teacher), str(student)))
-    return [
-        (method, [] if len(texts) == 1 else pairs, text)
-        for method, texts in variants.items()
-        for text, pairs in texts.items()
-        if text
-    ]
-
-
-def load_runs(
-    paths: Sequence[str], dataset: str
-) -> tuple[pd.DataFrame, dict[int, list[dict[str, Any]]]]:
-    """The tidy per-run table (in argument order) and each row's per-epoch history."""
-    rows, histories, seen = [], {}, {}
-    for index, path in enumerate(paths):
-        record = read_metrics(path, "distillation")
-        row = run_row(path, record)
-        _check_same(path, "the dataset", row["dataset"], dataset, "--dataset")
-        if rows:
-            first = rows[0]
-            for key in ("protocol", "stability_start_epoch", "accuracy_threshold"):
-                _check_same(path, key, row[key], first[key], first["metrics_path"])
-        key = (row["pair"], row["method"], row["seed"])
-        if key in seen:
-            raise UserError(f"{path}: the same run as {seen[key]} ({' '.join(map(str, key))})")
-        seen[key] = path
-        rows.append(row)
-        histories[index] = list(record.get("history") or [])
-    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
-    for column in COUNT_COLUMNS:
-        runs[column] = runs[column].astype("Int64")  # integers that may be missing
-    return runs, histories
-
-
-def load_teachers(
-    paths: Sequence[str], dataset: str, protocol: str
-) -> tuple[dict[str, tuple[float, float, int]], list[str]]:
-    """Final test Acc@1 per teacher architecture, (mean, std, n) over its metrics files, and
-    where each teacher came from: trained by the suite, or a released file and its hash."""
-    acc1: dict[str, list[float | None]] = {}
-    origins: list[str] = []
-    for path in paths:
-        record = read_metrics(path, "teacher")
-        _check_same(
-            path, "the dataset", _require(record, path, "run", "dataset"), dataset, "--dataset"
-        )
-        _check_same(
-            path,
-            "the protocol",
-            _require(record, path, "run", "protocol"),
-            protocol,
-            "the distillation runs",
-        )
-        architecture = _require(record, path, "run", "architecture")
-        acc1.setdefault(architecture, []).append((record.get("summary") or {}).get("final_acc1"))
-        released = (record.get("provenance") or {}).get("released")
-        if released:
-            origins.append(
-                f"{architecture} released ({released['source']}; {Path(released['file']).name}, "
-                f"SHA-256 {released['sha256'][:16]}...)"
+    notes = []
+    for method in analysis.methods:
+        cells = [method_name(analysis, method, d)]
+        for pair in analysis.pairs:
+            cell = analysis.cell(pair, method)
+            if cell is None:
+                cells.append(d.missing)
+                continue
+            bold = (
+                finite(cell["final_acc1_mean"]) and round(cell["final_acc1_mean"], 2) == best[pair]
             )
-        else:
-            origins.append(f"{architecture} trained by the suite")
-    summaries = {name: aggregate(values) for name, values in acc1.items()}
-    means = {name: (s.mean, s.std, s.n) for name, s in summaries.items()}
-    return means, list(dict.fromkeys(origins))
-
-
-def with_verdicts(runs: pd.DataFrame, verdicts: Mapping[tuple[str, str], Verdict]) -> pd.DataFrame:
-    """The runs with their cell's published Acc@1, delta (ours minus published) and verdict."""
-    found = [verdicts.get(key) for key in zip(runs["pair"], runs["method"], strict=True)]
-    return runs.assign(
-        published_acc1=[v.published if v else None for v in found],
-        delta_acc1=[v.delta if v else None for v in found],
-        verdict=[_verdict_word(v) for v in found],
+            text = _measure(cell, "final_acc1", d, 2, bold=bool(bold), dagger=cell["diverged"] > 0)
+            if cell["diverged"]:
+                notes.append(
+                    f"{d.escape(DAGGER)} {method_name(analysis, method, d)}, "
+                    f"{pair_name(pair, d)}: {cell['diverged']} of {cell['runs']} runs diverged; "
+                    "the mean is over the others."
+                )
+            cells.append(text)
+        rows.append(Row(tuple(cells)))
+    published_rows, keys = _published_block(analysis, d)
+    selection = ""
+    if published_rows:
+        rules = {analysis.published.source(key).rule for key in keys}
+        selected = {"best_epoch": ", at their best epoch", "final_epoch": ", at the final epoch"}
+        selection = selected[rules.pop()] if len(rules) == 1 else ""
+        rows += [Row(("",), "rule"), Row((d.italic("Published"),), "group")]
+        rows += published_rows
+        notes.append(_source_note(analysis, _source_letters(keys), keys, d))
+        notes += notes_line(analysis, d)
+    caption = d.compose(
+        "Final-epoch test Acc@1 (%) of the students on {where}, mean ± std over {seeds}; "
+        "columns: teacher over student; bold: the best of each column."
+        + (f" Below: the published numbers{selection}." if published_rows else ""),
+        where=where(analysis, d),
+        seeds=d.escape(seeds_text(analysis)),
+    )
+    return Table(
+        name="table",
+        title=d.compose("Acc@1 on {where}", where=where(analysis, d)),
+        caption=caption,
+        label=label(analysis, "acc1"),
+        columns=columns,
+        rows=tuple(rows),
+        tabcolsep="4pt",
+        notes=tuple(notes),
+        provenance=provenance.sections,
     )
 
 
-def _compute_text(compute: Mapping[str, Any] | None) -> str:
-    """ "eager: float32, not compiled, default optimizers" (dfkd/compute.py's describe())."""
-    if not compute:
-        return "eager (not recorded)"
-    precision = f"{compute['autocast']} autocast" if compute["autocast"] else "float32"
-    compiled = "compiled" if compute["compiled"] else "not compiled"
-    return f"{compute['mode']}: {precision}, {compiled}, {compute['optimizers']} optimizers"
+def _sample_std(values: list[float]) -> float:
+    if len(values) < 2:
+        return math.nan
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _verdict_word(found: Verdict | None) -> str | None:
-    if found is None:
-        return None
-    return "reproduced" if found.reproduced else "not reproduced"
+def _published_block(analysis: Analysis, d: Dialect) -> tuple[list[Row], list[str]]:
+    """The teacher's and each method's published Acc@1 per pair, with source letters and note
+    numbers; where a method's paper distilled its own teachers (MAD), their accuracies too."""
+    published = analysis.published
+    own = [m for m in analysis.methods if m in published.method_teachers]
+    keys = [
+        cell["source"]
+        for pair in analysis.pairs
+        for cell in [published.teachers.get(analysis.pair_teacher(pair)) or {}]
+        + [published.method_teachers[m].get(analysis.pair_teacher(pair)) or {} for m in own]
+        + [published.result(pair, m) for m in analysis.methods]
+        if cell.get("acc1") is not None
+    ]
+    if not any(
+        published.result(p, m).get("acc1") is not None
+        for p in analysis.pairs
+        for m in analysis.methods
+    ):
+        return [], []
+    letters = _source_letters(keys)
 
+    def value(cell: Mapping[str, Any], note: str = "") -> str:
+        if cell.get("acc1") is None:
+            return d.missing
+        letter = letters.get(cell["source"], "")
+        return d.number(cell["acc1"], 2) + published_marks(d, letter, note)
 
-def _published_for(published: Any, dataset: str) -> dict[str, Any]:
-    needed = {"verdict_tolerance", "sources", "teachers", "results"}
-    if not isinstance(published, Mapping) or not needed <= set(published):
-        raise UserError(f"the published file needs the keys {', '.join(sorted(needed))}")
-    return {
-        "sources": published["sources"] or {},
-        "teachers": (published["teachers"] or {}).get(dataset) or {},
-        "results": (published["results"] or {}).get(dataset) or {},
-        "notes": published.get("notes") or {},
-        "verdict_tolerance": float(published["verdict_tolerance"]),
-    }
+    def teachers(label: str, cells: Mapping[str, Any]) -> Row:
+        shown = (value(cells.get(analysis.pair_teacher(pair)) or {}) for pair in analysis.pairs)
+        return Row((d.escape(label), *shown))
+
+    rows = [teachers("Teacher", published.teachers)]
+    rows += [
+        teachers(f"{analysis.names[m]}'s teacher", published.method_teachers[m])
+        for m in own
+        if any(analysis.pair_teacher(p) in published.method_teachers[m] for p in analysis.pairs)
+    ]
+    for method in analysis.methods:
+        cells = [
+            value(published.result(pair, method), note_mark(analysis, pair, method))
+            for pair in analysis.pairs
+        ]
+        if any(cell != d.missing for cell in cells):
+            rows.append(Row((method_name(analysis, method, d), *cells)))
+    return rows, keys
 
 
 # ---------------------------------------------------------------------------------------------
-# Aggregation
+# Long tables: one group of rows per pair
 
 
-def group_table(runs: pd.DataFrame, by: Sequence[str] = ("pair", "method")) -> pd.DataFrame:
-    """One row per distinct value of the `by` columns, in experiment order (first column first,
-    each in order of appearance): seed counts and aggregates."""
-    orders = [{value: i for i, value in enumerate(dict.fromkeys(runs[c]))} for c in by]
-    keys = sorted(
-        dict.fromkeys(zip(*(runs[c] for c in by), strict=True)),
-        key=lambda key: tuple(order[value] for order, value in zip(orders, key, strict=True)),
+def _grouped(analysis: Analysis, d: Dialect, cells_of, extra_rows=None) -> tuple[Row, ...]:
+    rows: list[Row] = []
+    for pair in analysis.pairs:
+        rows.append(Row((d.italic(pair_name(pair, d)),), "group"))
+        for method in analysis.methods:
+            cell = analysis.cell(pair, method)
+            if cell is not None:
+                rows.append(Row((method_name(analysis, method, d), *cells_of(cell))))
+        if extra_rows is not None:
+            rows += extra_rows(pair)
+    return tuple(rows)
+
+
+def fidelity_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> Table:
+    d = dialect
+    published = analysis.published
+    keys = [
+        published.result(p, m).get("source")
+        for p in analysis.pairs
+        for m in analysis.methods
+        if published.result(p, m).get("agree1") is not None
+        or published.result(p, m).get("lp") is not None
+    ]
+    letters = _source_letters(keys)
+    lp, code = d.subscript("L", "p"), d.subscript("L", "p") + " (code)"
+    columns = [Column(("Method",), "l"), Column((d.escape("Agree@1 (%)"),))]
+    columns += [Column(("Pub.",))] if keys else []
+    columns += [Column((lp,)), Column((code,))] + ([Column(("Pub.",))] if keys else [])
+
+    def cells(cell: Mapping[str, Any]) -> list[str]:
+        paper = published.result(cell["pair"], cell["method"])
+        note = note_mark(analysis, cell["pair"], cell["method"])
+        mark = published_marks(d, letters.get(paper.get("source"), ""), note)
+
+        def shown(key: str, decimals: int) -> str:
+            value = paper.get(key)
+            return d.number(value, decimals) + mark if value is not None else d.missing
+
+        row = [_measure(cell, "final_agree1", d, 2)] + ([shown("agree1", 2)] if keys else [])
+        row += [_measure(cell, "final_lp", d, 3), _measure(cell, "final_lp_reference_code", d, 3)]
+        return row + ([shown("lp", 4)] if keys else [])
+
+    caption = d.compose(
+        "Final-epoch agreement with the teacher (Agree@1, %) and probability loyalty {lp} of the "
+        "students on {where}, mean ± std over {seeds}. {lp} is CuDFKD's Eq. 14; {code} follows "
+        "the authors' code (1 − JS{quarter}), as their published values do.",
+        lp=lp,
+        code=code,
+        where=where(analysis, d),
+        seeds=d.escape(seeds_text(analysis)),
+        quarter=d.sup("1/4"),
     )
+    return Table(
+        name="fidelity",
+        title=d.compose("Agree@1 and {lp} on {where}", lp=lp, where=where(analysis, d)),
+        caption=caption,
+        label=label(analysis, "fidelity"),
+        columns=tuple(columns),
+        rows=_grouped(analysis, d, cells),
+        notes=(_source_note(analysis, letters, keys, d), *notes_line(analysis, d)) if keys else (),
+        provenance=provenance.sections,
+    )
+
+
+def _published_rows(analysis: Analysis, d: Dialect, pair: str, fields) -> list[Row]:
+    """Published stability or cost figures of one pair (params/published.yaml `stability`), in
+    italics under a line naming their source, for the methods of the report."""
+    by_source: dict[str, list[Row]] = {}
+    for method, cell in (analysis.published.stability.get(pair) or {}).items():
+        values = [cell.get(key) for key, _ in fields]
+        if all(value is None for value in values) or method not in analysis.names:
+            continue
+        shown = [
+            d.italic(d.number(v, decimals)) if v is not None else d.missing
+            for v, (_, decimals) in zip(values, fields, strict=True)
+        ]
+        row = Row((d.italic(d.escape(analysis.names[method])), *shown))
+        by_source.setdefault(cell["source"], []).append(row)
     rows = []
-    for key in keys:
-        selected = pd.Series(True, index=runs.index)
-        for column, value in zip(by, key, strict=True):
-            selected &= runs[column] == value
-        group = runs[selected]
-        completed = group[group["status"] == "completed"]
-        row: dict[str, Any] = {
-            **dict(zip(by, key, strict=True)),
-            "pair": group["pair"].iloc[0],
-            "teacher": group["teacher"].iloc[0],
-            "student": group["student"].iloc[0],
-            "method": group["method"].iloc[0],
-            "completed": len(completed),
-            "diverged": int((group["status"] == "diverged").sum()),
-            "reached": int(completed["t_threshold_hours"].notna().sum()),
-        }
-        for column in AGGREGATED:
-            summary = aggregate(pd.to_numeric(completed[column]).astype(float).tolist())
-            row[f"{column}_mean"], row[f"{column}_std"] = summary.mean, summary.std
-            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = summary.ci_low, summary.ci_high
-        # The analogue of "the highest over all trials" (CuDFKD Table 1): an oracle, not a result.
-        row["best_acc1_max"] = pd.to_numeric(completed["best_acc1"]).astype(float).max()
-        # A CPU run has no device memory; its host peak (RSS) stands in, and is labelled so.
-        device = pd.to_numeric(group["peak_device_memory_bytes"]).astype(float)
-        host = pd.to_numeric(group["peak_host_memory_bytes"]).astype(float)
-        row["peak_memory_bytes"] = device.fillna(host).max()
-        row["memory_is_host"] = bool(device.isna().any())
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for key, found in by_source.items():
+        source = analysis.published.source(key).short
+        rows += [Row((d.italic(d.escape(f"Published: {source}")),), "group"), *found]
+    return rows
 
 
-def _json_number(value: Any) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
+def stability_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> Table:
+    d = dialect
+    start = int(analysis.runs["stability_start_epoch"].iloc[0])
+    mu, sigma2 = d.symbol("mu"), d.symbol("sigma2")
+    columns = (
+        Column(("Method",), "l"),
+        Column((d.compose("{mu} (%)", mu=mu),)),
+        Column((sigma2,)),
+        Column((d.escape("Best (%)"),)),
+        Column(("Best of", "seeds")),
+    )
+
+    def cells(cell: Mapping[str, Any]) -> list[str]:
+        return [
+            _measure(cell, "mu", d, 2),
+            _measure(cell, "sigma2", d, 2),
+            _measure(cell, "best_acc1", d, 2),
+            d.number(cell["best_acc1_max"], 2),
+        ]
+
+    fields = (("mu", 1), ("sigma2", 2), ("best", 1), (None, 0))
+    caption = d.compose(
+        "Stability of the students' test Acc@1 on {where}: {mu} and {sigma2}, the mean and "
+        f"variance of the per-epoch accuracy from epoch {start} on (CuDFKD Table 4), and the "
+        "best epoch, an oracle selected on the test set (its maximum over the seeds beside it); "
+        "mean ± std over {seeds}.",
+        where=where(analysis, d),
+        mu=mu,
+        sigma2=sigma2,
+        seeds=d.escape(seeds_text(analysis)),
+    )
+    return Table(
+        name="stability",
+        title=d.compose("Stability on {where}", where=where(analysis, d)),
+        caption=caption,
+        label=label(analysis, "stability"),
+        columns=columns,
+        rows=_grouped(analysis, d, cells, lambda pair: _published_rows(analysis, d, pair, fields)),
+        notes=_published_note(analysis, d, ("mu", "sigma2", "best")),
+        provenance=provenance.sections,
+    )
 
 
-def headline_metrics(
-    groups: pd.DataFrame, teacher_acc1: Mapping[str, tuple[float, float, int]]
-) -> dict[str, Any]:
-    """What `dvc metrics show` lists: the mean final Acc@1 of each cell and each teacher's
-    Acc@1, {pair: {method: acc1}, teacher: {architecture: acc1}}; undefined numbers are null.
-    The spread, n and the other metrics are in the tables and the runs CSV."""
-    metrics: dict[str, Any] = {}
-    for row in groups.itertuples(index=False):
-        metrics.setdefault(row.pair, {})[row.method] = _json_number(row.final_acc1_mean)
-    metrics["teacher"] = {
-        teacher: _json_number(teacher_acc1.get(teacher, (math.nan,))[0])
-        for teacher in dict.fromkeys(groups["teacher"])
-    }
-    return metrics
-
-
-def _source_text(sources: Mapping[str, Any], key: str) -> str:
-    """ "<citation>; selected as <selection>" (params/published.yaml `sources`)."""
-    source = sources.get(key)
-    if not isinstance(source, Mapping) or not {"citation", "selection"} <= set(source):
-        raise UserError(
-            f"the published file's source '{key}' needs a 'citation' and a 'selection' (how its "
-            "numbers were selected)"
-        )
-    return f"{source['citation']}; selected as {source['selection']}"
-
-
-def report_facts(
-    runs: pd.DataFrame, published: Mapping[str, Any], dataset: str, title: str
-) -> ReportFacts:
-    hardware = [
-        f"{name or 'unknown'} (CPU)" if device == "cpu" else str(name or "unknown")
-        for name, device in dict.fromkeys(zip(runs["device_name"], runs["device"], strict=True))
+def _published_note(analysis: Analysis, d: Dialect, keys: tuple[str, ...]) -> tuple[str, ...]:
+    used = [
+        cell["source"]
+        for methods in analysis.published.stability.values()
+        for method, cell in methods.items()
+        if method in analysis.names and any(cell.get(key) is not None for key in keys)
     ]
-    commits = [
-        "unknown" if not isinstance(commit, str) else commit[:7] + ("+dirty" if dirty else "")
-        for commit, dirty in dict.fromkeys(zip(runs["git_commit"], runs["git_dirty"], strict=True))
-    ]
-    computes = list(dict.fromkeys(runs["compute"]))
-    environments = [
-        "no lock file (installed as a library)"
-        if not isinstance(digest, str)
-        else f"uv.lock {digest[:12]}, " + (f"except {differs}" if differs else "as locked")
-        for digest, differs in dict.fromkeys(
-            zip(runs["lock_sha256"], runs["lock_mismatches"], strict=True)
-        )
-    ]
-    used = [published["teachers"].get(teacher, {}).get("source") for teacher in runs["teacher"]]
-    used += [
-        published["results"].get(pair, {}).get(method, {}).get("source")
-        for pair, method in zip(runs["pair"], runs["method"], strict=True)
-    ]
-    sources = [(key, _source_text(published["sources"], key)) for key in dict.fromkeys(used) if key]
-    settings = _settings_by_method(runs)
-    notes = [
-        (str(method), str(published.get("notes", {})[method]))
-        for method in dict.fromkeys(runs["method"])
-        if method in published.get("notes", {})
-    ]
-    # SOURCE_DATE_EPOCH (reproducible-builds.org) pins the date, so a re-render can be byte-equal.
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if epoch and not epoch.isdigit():
-        raise UserError(f"SOURCE_DATE_EPOCH is {epoch!r}; expected seconds since 1970 or unset")
-    utc = datetime.UTC
-    now = datetime.datetime.fromtimestamp(int(epoch), utc) if epoch else datetime.datetime.now(utc)
-    return ReportFacts(
-        dataset=dataset,
-        dataset_title=title,
-        protocol=str(runs["protocol"].iloc[0]),
-        hardware=hardware,
-        suite_versions=[str(v or "unknown") for v in dict.fromkeys(runs["suite_version"])],
-        commits=commits,
-        environments=environments,
-        seeds=sorted({int(seed) for seed in runs["seed"]}),
-        accuracy_threshold=float(runs["accuracy_threshold"].iloc[0]),
-        stability_start_epoch=int(runs["stability_start_epoch"].iloc[0]),
-        sources=sources,
-        settings=settings,
-        notes=notes,
-        computes=computes,
-        date=now.date().isoformat(),
+    return tuple(
+        d.italic("Italic")
+        + ": "
+        + d.escape(f"as published by {s.short}, selected as {s.selection}.")
+        for s in (analysis.published.source(key) for key in dict.fromkeys(used))
+    )
+
+
+def time_unit(analysis: Analysis, column: str) -> tuple[str, float]:
+    """Minutes where every cell's mean is under an hour, else hours."""
+    means = [v for v in analysis.cells[f"{column}_mean"] if finite(v)]
+    return ("min", 60.0) if means and max(means) < 1.0 else ("h", 1.0)
+
+
+def cost_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> Table:
+    d = dialect
+    threshold = f"{float(analysis.runs['accuracy_threshold'].iloc[0]):g}"
+    units = {c: time_unit(analysis, c) for c in ("t_threshold_hours", "train_hours", "total_hours")}
+    columns = (
+        Column(("Method",), "l"),
+        Column((d.subscript("t", threshold), f"({units['t_threshold_hours'][0]})")),
+        Column(("Epochs", d.escape(f"to {threshold}%"))),
+        Column(("Memory", "(GiB)")),
+        Column(("Train", f"({units['train_hours'][0]})")),
+        Column(("Total", f"({units['total_hours'][0]})")),
+    )
+    host = False
+
+    def cells(cell: Mapping[str, Any]) -> list[str]:
+        nonlocal host
+        if cell["completed"] == 0:
+            hours = epochs = d.missing
+        elif cell["reached"] == 0:
+            hours = epochs = "n.r."
+        else:
+            hours = _measure(cell, "t_threshold_hours", d, scale=units["t_threshold_hours"][1])
+            epochs = _measure(cell, "epochs_to_threshold", d, 1)
+            if cell["reached"] < cell["completed"]:  # a mean over the fast seeds alone flatters
+                share = f" ({cell['reached']}/{cell['completed']})"
+                hours, epochs = hours + share, epochs + share
+        memory = d.number(cell["peak_memory_bytes"] / GIB, 2)
+        if cell["memory_is_host"] and finite(cell["peak_memory_bytes"]):
+            memory += d.sup("*")
+            host = True
+        return [
+            hours,
+            epochs,
+            memory,
+            _measure(cell, "train_hours", d, scale=units["train_hours"][1]),
+            _measure(cell, "total_hours", d, scale=units["total_hours"][1]),
+        ]
+
+    # Published hours sit in the Total column, in hours whatever our unit.
+    total_scale = units["total_hours"][1]
+    fields = ((None, 0), (None, 0), ("memory_gb", 2), (None, 0), ("hours", 2))
+
+    def published(pair: str) -> list[Row]:
+        rows = _published_rows(analysis, d, pair, fields)
+        if total_scale != 1.0:
+            rows = [
+                Row((*r.cells[:-1], r.cells[-1] + " h")) if r.kind == "data" else r for r in rows
+            ]
+        return rows
+
+    rows = _grouped(analysis, d, cells, published)
+    notes = []
+    if (analysis.cells["completed"].gt(0) & analysis.cells["reached"].eq(0)).any():
+        notes.append(d.escape(f"n.r.: no seed reached {threshold}%."))
+    if host:
+        notes.append(d.sup("*") + " peak resident host memory: the runs had no accelerator.")
+    published_notes = _published_note(analysis, d, ("memory_gb", "hours"))
+    if published_notes:
+        published_notes += (d.escape("Published memory in GB and time in hours, as printed."),)
+    notes += published_notes
+    caption = d.compose(
+        "Cost of a student on {where}: training time and epochs until its test Acc@1 first "
+        f"reaches {threshold}% ((k/n): k of n seeds did), peak device memory, and training and "
+        "total time per run; mean ± std over {seeds}.",
+        where=where(analysis, d),
+        seeds=d.escape(seeds_text(analysis)),
+    )
+    return Table(
+        name="cost",
+        title=d.compose("Cost on {where}", where=where(analysis, d)),
+        caption=caption,
+        label=label(analysis, "cost"),
+        columns=columns,
+        rows=rows,
+        notes=tuple(notes),
+        provenance=provenance.sections,
+    )
+
+
+def spread_table(analysis: Analysis, dialect: Dialect, provenance: Provenance) -> Table:
+    d = dialect
+    columns = (
+        Column(("Method",), "l"),
+        Column(("n",)),
+        Column((d.escape("Mean ± std"),)),
+        Column((d.escape("95% interval"),)),
+        Column(("Min–max",)),
+    )
+
+    def cells(cell: Mapping[str, Any]) -> list[str]:
+        n = str(cell["completed"]) + (f" + {cell['diverged']} div." if cell["diverged"] else "")
+        low, high = cell["final_acc1_min"], cell["final_acc1_max"]
+        span = f"{d.number(low, 2)}–{d.number(high, 2)}" if finite(low) else d.missing
+        return [
+            n,
+            _measure(cell, "final_acc1", d, 2),
+            d.interval(cell["final_acc1_ci_low"], cell["final_acc1_ci_high"], 2),
+            span,
+        ]
+
+    caption = d.compose(
+        "Final-epoch test Acc@1 (%) over the seeds on {where}: completed runs n (diverged runs "
+        "counted apart), mean ± std, the 95% Student-t interval of the mean (from 3 seeds), and "
+        "the range.",
+        where=where(analysis, d),
+    )
+    return Table(
+        name="spread",
+        title=d.compose("Spread over seeds on {where}", where=where(analysis, d)),
+        caption=caption,
+        label=label(analysis, "spread"),
+        columns=columns,
+        rows=_grouped(analysis, d, cells),
+        provenance=provenance.sections,
     )
