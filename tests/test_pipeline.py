@@ -149,7 +149,8 @@ def test_dvc_repro_records_every_output_and_snakemakes_report_shows_them(finishe
     assert shown.stderr == ""
     header, row = shown.stdout.splitlines()
     assert header.split() == [
-        "Path", "cnn_small-cnn_tiny.dafl", "cnn_small-cnn_tiny.dfq", "teacher.cnn_small"
+        "Path", "aggregate.dafl", "aggregate.dfq", "cnn_small-cnn_tiny.dafl",
+        "cnn_small-cnn_tiny.dfq", "teacher.cnn_small",
     ]  # fmt: skip
     assert row.split()[0] == "reports/metrics/digits.json"
     # Each run's test accuracy per epoch, as data series.

@@ -56,15 +56,15 @@ def test_a_record_the_suite_never_writes_is_one_line_in_the_report(tmp_path, cap
     arguments = _write_inputs(tmp_path)
     victim = Path(arguments[arguments.index("--runs") + 1])
     victim.write_text(damage(json.loads(victim.read_text())))
-    out = tmp_path / "out.md"
+    out = tmp_path / "reports" / "digits"
 
-    status = main([*arguments, "--markdown", str(out)])
+    status = main([*arguments, "--out", str(out)])
 
     assert status == 2
     assert capsys.readouterr().err.splitlines() == [
         f"error: {victim} {message}; delete it and re-run its job"
     ]
-    assert not out.exists()
+    assert not out.parent.exists()
 
 
 def test_the_fixture_records_themselves_are_read(tmp_path):
