@@ -94,7 +94,9 @@ def measure(seeds: int, clone: Path, methods: list[str] | None = None) -> dict[s
     command = ["snakemake", "--cores", "all", f"reports/{EXPERIMENT}_table.md"]
     seconds = _run([*command, "--configfile", overlay.name], clone)
     runs = pd.read_csv(clone / "reports" / f"{EXPERIMENT}_runs.csv")
-    teachers = json.loads((clone / "reports" / f"{EXPERIMENT}_metrics.json").read_text())["teacher"]
+    teachers = json.loads((clone / "reports" / "metrics" / f"{EXPERIMENT}.json").read_text())[
+        "teacher"
+    ]
     first = json.loads(Path(clone / runs["metrics_path"].iloc[0]).read_text())["provenance"]
 
     chance = 100.0 / dataset_info(EXPERIMENT).num_classes

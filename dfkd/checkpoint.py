@@ -3,7 +3,8 @@
 A run directory keeps `checkpoint.pt` and the one before it, `checkpoint.prev.pt`. Each file is
 a short header (format tag and the SHA-256 of the payload) followed by a `torch.save` payload, so
 a torn or truncated file is detected before unpickling. Loading falls back to the previous
-checkpoint when the latest is damaged, and ignores checkpoints written for another config.
+checkpoint when the latest is damaged (and removes the damaged one, so that the next save keeps
+the good one as its fallback), and ignores checkpoints written for another config.
 """
 
 from __future__ import annotations
@@ -81,6 +82,10 @@ def load_run_state(directory: str | Path, config_hash: str) -> dict[str, Any] | 
                 file=sys.stderr,
             )
             return None
+        if damaged:
+            # The next save would otherwise rotate the damaged file over this good one, and a
+            # kill during that save would leave no intact checkpoint at all.
+            (directory / LATEST).unlink()
         return state
     if damaged:
         raise CheckpointError(

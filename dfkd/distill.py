@@ -43,6 +43,7 @@ from dfkd.optim import build_optimizer
 from dfkd.outputs import write_run_outputs
 from dfkd.progress import Progress
 from dfkd.provenance import collect
+from dfkd.runfolder import RunFolder
 from dfkd.runtime import (
     StopRequest,
     TrainingClock,
@@ -52,13 +53,29 @@ from dfkd.runtime import (
 )
 from dfkd.schema import from_dict, to_dict
 from dfkd.stats import summarize_history
+from dfkd.workflow import sha256_of
 
 
-def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
-    """Runs (or resumes) the distillation described by `config_path`; returns the exit status."""
+def run_distillation(config: RunConfig | str | Path, out_dir: str | Path) -> int:
+    """Runs (or resumes) the distillation `config` describes (a resolved config, or its YAML
+    file) in `out_dir`, which it claims first (dfkd/runfolder.py); returns the exit status."""
     started = time.perf_counter()
-    config = load_run_config(config_path)
-    out_dir = Path(out_dir)
+    if not isinstance(config, RunConfig):
+        config = load_run_config(config)
+    with RunFolder(out_dir, config) as claim:
+        return 0 if claim.finished else _distill(config, claim, started)
+
+
+def checkpoint_key(config: RunConfig, teacher_sha256: str | None = None) -> str:
+    """What a run's checkpoint is written for: its settings' digest and the SHA-256 of its
+    teacher file (read from `config.teacher_checkpoint` unless given)."""
+    if teacher_sha256 is None:
+        teacher_sha256 = sha256_of(Path(config.teacher_checkpoint))
+    return f"{config_hash(config)}/{teacher_sha256}"
+
+
+def _distill(config: RunConfig, claim: RunFolder, started: float) -> int:
+    out_dir = claim.folder
     digest = config_hash(config)
     device = choose_device()
     compute = Compute.for_run(config.compute, device)
@@ -69,11 +86,18 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     # Everything that can fail on bad input happens before any training.
     implementation = METHODS.get(config.implementation)
     method_config = from_dict(
-        implementation.config_class, config.hyperparameters, str(config_path), "hyperparameters"
+        implementation.config_class,
+        config.hyperparameters,
+        str(out_dir / "config.yaml"),
+        "hyperparameters",
     )
     teacher, teacher_record = load_model(
         config.teacher_checkpoint, config.teacher, config.dataset, info.num_classes
     )
+    # The teacher file this run distils from: the workflow runs it again when it changes, and a
+    # checkpoint resumes only with the same settings and the same teacher.
+    teacher_sha256 = sha256_of(Path(config.teacher_checkpoint))
+    resume_key = checkpoint_key(config, teacher_sha256)
     teacher = compute.prepare(teacher.to(device, memory_format=layout).eval().requires_grad_(False))
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
     test_images = normalize(test.images, info).contiguous(memory_format=layout)
@@ -97,7 +121,8 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     state = LoopState()
     clock = TrainingClock(device)
     earlier_seconds = 0.0  # wall-clock of the processes before a resume
-    saved = load_run_state(out_dir, digest)
+    saved = load_run_state(out_dir, resume_key)
+    claim.record_config()  # the input is checked: the job runs
     if saved is not None:
         student.load_state_dict(saved["student"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -115,7 +140,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         save_run_state(
             out_dir,
             {
-                "config_hash": digest,
+                "config_hash": resume_key,
                 "student": student.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
@@ -151,7 +176,7 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
     except Diverged as error:
         progress.line(f"diverged: {error}; the last good checkpoint is kept")
         divergence = error.record
-        saved = load_run_state(out_dir, digest)
+        saved = load_run_state(out_dir, resume_key)
         if saved is not None:  # report the last good student, not the NaN one
             student.load_state_dict(saved["student"])
             state = LoopState(**saved["loop"])
@@ -164,8 +189,15 @@ def run_distillation(config_path: str | Path, out_dir: str | Path) -> int:
         save_model_file=lambda path: save_model(
             path, student, config.student, config.dataset, {"config_hash": digest}
         ),
-        metrics=_metrics(config, digest, state, divergence, teacher_acc1, teacher_record, compute)
-        | {"total_hours": total_seconds() / 3600.0},
+        metrics=_metrics(config, digest, state, divergence, compute)
+        | {
+            "teacher": {
+                "acc1": teacher_acc1,
+                "config_hash": teacher_record.get("config_hash"),
+                "sha256": teacher_sha256,
+            },
+            "total_hours": total_seconds() / 3600.0,
+        },
         history=state.history,
         device=device,
     )
@@ -179,8 +211,6 @@ def _metrics(
     digest: str,
     state: LoopState,
     divergence: dict[str, Any] | None,
-    teacher_acc1: float,
-    teacher_record: dict[str, Any],
     compute: Compute,
 ) -> dict[str, Any]:
     return {
@@ -195,7 +225,6 @@ def _metrics(
             "method": config.method,
             "seed": config.seed,
         },
-        "teacher": {"acc1": teacher_acc1, "config_hash": teacher_record.get("config_hash")},
         "summary": summarize_history(
             state.history, config.statistics.start_epoch, config.statistics.accuracy_threshold
         )

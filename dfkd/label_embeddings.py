@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from dfkd.errors import CheckpointError
+from dfkd.errors import CheckpointError, ConfigError
 from dfkd.workflow import sha256_of
 
 if TYPE_CHECKING:  # the config package imports the methods, whose contract imports this
     from dfkd.config.settings import LabelEmbeddingsConfig
+    from dfkd.config.suite import Suite
 
 STAND_IN = "random_orthogonal"
 STAND_IN_SOURCE = "fixed random orthogonal vectors (seed 0, 512 dimensions), no download"
@@ -129,3 +130,18 @@ def embeddings_resolver(
         )
 
     return resolve
+
+
+def check_label_embeddings(suite: Suite) -> list[str]:
+    """Every run of an experiment whose method names label embeddings finds them."""
+    problems = []
+    for dataset, experiment in suite.params.experiments.items():
+        for method in experiment.methods:
+            for pair in experiment.pairs:
+                _, hyperparameters = suite.method_settings(method, dataset, pair)
+                try:
+                    suite.label_embeddings(hyperparameters, dataset)
+                except ConfigError as error:
+                    where = suite.params_dir / "methods" / f"{method}.yaml"
+                    problems.append(f"{where}: {pair} in experiment '{dataset}': {error}")
+    return problems

@@ -23,23 +23,22 @@ accuracy measured here) and `metrics.json`, whose provenance records the file's 
 
 from __future__ import annotations
 
-import pickle
 import re
 import time
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dfkd.config import config_hash, load_import_config
+from dfkd.config import ImportTeacherConfig, config_hash, load_import_config
 from dfkd.data import dataset_info, load_split, normalize
 from dfkd.errors import CheckpointError
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
 from dfkd.models import build_model
 from dfkd.models.alexnet import torchvision_state_dict
 from dfkd.provenance import collect
+from dfkd.runfolder import RunFolder
 from dfkd.runtime import choose_device
 from dfkd.schema import to_dict
 from dfkd.teacher import write_teacher_outputs
@@ -85,9 +84,21 @@ def cmi_state_dict(state: Mapping[str, torch.Tensor], architecture: str) -> dict
 def _load_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    except Exception as error:  # torch.load raises a dozen types for files it cannot read
+        lines = str(error).strip().splitlines()
+        reason = lines[0][:200] if lines else type(error).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({reason})") from None
+
+
+def _tensors(state: Mapping[Any, Any], path: Path, what: str) -> Mapping[str, torch.Tensor]:
+    """A state dict's entries, each a tensor under a name, as a model's weights are."""
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path} is not {what}: it holds {type(value).__name__} under "
+                f"{str(key)[:60]!r}, where a model's weights are tensors"
+            )
+    return state
 
 
 def _read_cmi(path: Path, architecture: str) -> dict[str, Any]:
@@ -97,7 +108,8 @@ def _read_cmi(path: Path, architecture: str) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} has no 'state_dict' (found: {keys}); expected a zju-vipa/CMI teacher file"
         )
-    return cmi_state_dict(saved["state_dict"], architecture)
+    state = _tensors(saved["state_dict"], path, "a zju-vipa/CMI teacher file")
+    return cmi_state_dict(state, architecture)
 
 
 def _read_torchvision(path: Path, architecture: str) -> dict[str, Any]:
@@ -106,11 +118,9 @@ def _read_torchvision(path: Path, architecture: str) -> dict[str, Any]:
             f"the torchvision format is read for alexnet only, not '{architecture}'"
         )
     saved = _load_file(path)
-    if not isinstance(saved, Mapping) or not all(
-        isinstance(value, torch.Tensor) for value in saved.values()
-    ):
+    if not isinstance(saved, Mapping):
         raise CheckpointError(f"{path} is not a bare state dict, as torchvision saves weights")
-    return torchvision_state_dict(saved)
+    return torchvision_state_dict(_tensors(saved, path, "a bare state dict, as torchvision saves"))
 
 
 _READERS = {"cmi": _read_cmi, "torchvision": _read_torchvision}
@@ -140,10 +150,18 @@ def _load_into(model: torch.nn.Module, state: dict[str, Any], path: Path, what: 
     model.load_state_dict(state)
 
 
-def import_released_teacher(config_path: str | Path, out_dir: str | Path) -> int:
+def import_released_teacher(config: ImportTeacherConfig | str | Path, out_dir: str | Path) -> int:
+    """Verifies, converts and evaluates the released teacher `config` names (a resolved config,
+    or its YAML file) into `out_dir`, which it claims first (dfkd/runfolder.py)."""
     started = time.perf_counter()
-    config = load_import_config(config_path)
-    out_dir, path = Path(out_dir), Path(config.checkpoint)
+    if not isinstance(config, ImportTeacherConfig):
+        config = load_import_config(config)
+    with RunFolder(out_dir, config) as claim:
+        return 0 if claim.finished else _import(config, claim, started)
+
+
+def _import(config: ImportTeacherConfig, claim: RunFolder, started: float) -> int:
+    out_dir, path = claim.folder, Path(config.checkpoint)
     if not path.is_file():
         raise CheckpointError(
             f"{path}: released teacher not found; download it (params/released_teachers.yaml "
@@ -167,6 +185,7 @@ def import_released_teacher(config_path: str | Path, out_dir: str | Path) -> int
 
     device = choose_device()
     test = load_split(config.dataset, config.data.root, "test", config.data.download).to(device)
+    claim.record_config()
     model = model.to(device).eval()
     predictions = predict(model, normalize(test.images, info), EVALUATION_BATCH_SIZE).argmax(1)
     acc1 = 100.0 * (predictions == test.labels).double().mean().item()

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
+from dfkd.errors import UserError
 from dfkd.slots import gpu_slot
 
 
@@ -20,7 +21,21 @@ def choose_device() -> torch.device:
     DFKD_GPU_SLOTS, the GPU of the job's slot (dfkd/slots.py)."""
     requested = os.environ.get("DFKD_DEVICE")
     if requested:
-        return torch.device(requested)
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise UserError(
+                f"DFKD_DEVICE={requested} is not a device; use cpu, cuda or cuda:<index>"
+            ) from None
+        if device.type == "cuda" and (
+            not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+        ):
+            found = torch.cuda.device_count() if torch.cuda.is_available() else "no"
+            raise UserError(
+                f"DFKD_DEVICE={requested}, but this machine has {found} CUDA device(s); unset it "
+                "or choose one that exists"
+            )
+        return device
     slot = gpu_slot()
     if not torch.cuda.is_available():
         return torch.device("cpu")

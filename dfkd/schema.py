@@ -14,6 +14,7 @@ Range checks live next to the field they guard, as dataclass field metadata:
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from collections.abc import Mapping
@@ -34,8 +35,15 @@ _CHECKS = {
 }
 
 
+# Bounded: a value built from YAML aliases (a "billion laughs" file) can stand for billions of
+# entries that a plain repr() would write out.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 4, 4, 4
+_REPR.maxstring = _REPR.maxother = 50
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -117,6 +125,7 @@ def _build(cls: type[T], data: Any, where: str, problems: _Problems) -> T:
         return None  # type: ignore[return-value]
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    found_before = len(problems.lines)  # problems elsewhere in the file do not hide this one's
     for name in data:
         if name not in fields:
             allowed = ", ".join(fields)
@@ -136,7 +145,7 @@ def _build(cls: type[T], data: Any, where: str, problems: _Problems) -> T:
             if not accept(value):
                 problems.add(key, f"got {_describe(value)}; expected {allowed}")
         values[name] = value
-    if len(problems.lines):
+    if len(problems.lines) > found_before:
         return None  # type: ignore[return-value]
     try:
         return cls(**values)

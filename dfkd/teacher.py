@@ -30,7 +30,7 @@ from dfkd.checkpoint import (
     seed_everything,
 )
 from dfkd.compute import Compute
-from dfkd.config import config_hash, load_teacher_config
+from dfkd.config import TeacherRunConfig, config_hash, load_teacher_config
 from dfkd.data import dataset_info, load_split, normalize, training_batch
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, predict
 from dfkd.loop import Diverged, TermAccumulator
@@ -39,6 +39,7 @@ from dfkd.optim import build_optimizer
 from dfkd.outputs import write_run_outputs
 from dfkd.progress import Progress
 from dfkd.provenance import collect
+from dfkd.runfolder import RunFolder
 from dfkd.runtime import (
     Interrupted,
     StopRequest,
@@ -59,10 +60,18 @@ class TeacherState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
+def run_teacher_training(config: TeacherRunConfig | str | Path, out_dir: str | Path) -> int:
+    """Trains (or resumes) the teacher `config` describes (a resolved config, or its YAML file)
+    in `out_dir`, which it claims first (dfkd/runfolder.py); returns the exit status."""
     started = time.perf_counter()
-    config = load_teacher_config(config_path)
-    out_dir = Path(out_dir)
+    if not isinstance(config, TeacherRunConfig):
+        config = load_teacher_config(config)
+    with RunFolder(out_dir, config) as claim:
+        return 0 if claim.finished else _train(config, claim, started)
+
+
+def _train(config: TeacherRunConfig, claim: RunFolder, started: float) -> int:
+    out_dir = claim.folder
     digest = config_hash(config)
     device = choose_device()
     configure_determinism(config.deterministic, device)
@@ -85,6 +94,7 @@ def run_teacher_training(config_path: str | Path, out_dir: str | Path) -> int:
     state, clock = TeacherState(), TrainingClock(device)
     earlier_seconds = 0.0  # wall-clock of the processes before a resume
     saved = load_run_state(out_dir, digest)
+    claim.record_config()  # the input is checked: the job runs
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])

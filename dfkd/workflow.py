@@ -1,16 +1,13 @@
 """What the Snakemake workflow checks when it starts, before it schedules any job.
 
 Bad input ends the workflow with one line per problem on stderr and exit status 2, as the `dfkd`
-commands do. Finished results that other jobs read (dataset records, teachers, run metrics) are
-verified too: Snakemake re-runs a job whose input changed and deletes the job's old outputs
-first, so a damaged or replaced teacher would otherwise cost every finished run distilled from
-it before the first job even read the file.
+commands do. Finished results are verified, and what runs again decided, by dfkd/freshness.py;
+released teachers by `released_teacher_problems`, which `dfkd check` runs too.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -52,55 +49,47 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_json(path: Path, kind: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        return None, f"{path} is damaged ({type(error).__name__})"
-    if not isinstance(data, dict) or (kind is not None and data.get("kind") != kind):
-        return None, f"{path} is not the metrics file of a {kind} run"
-    return data, None
+def inputs_record(paths: Iterable[str], root: Path = Path()) -> dict[str, Any]:
+    """What a report is rendered from: the SHA-256 of each input file (paths relative to the
+    workflow's folder, `root`), in its order (dfkd/freshness.py compares it)."""
+    return {"inputs": {path: sha256_of(root / path) for path in paths}}
 
 
-def damaged_results(
-    dataset_records: Iterable[str], teacher_dirs: Iterable[str], run_dirs: Iterable[str]
-) -> list[str]:
-    """One line per finished result that is damaged or not what its run wrote."""
+def released_teacher_problems(suite: Any, experiments: Iterable[str]) -> list[str]:
+    """One line per released teacher that the experiments distil from and that is not
+    downloaded, not pinned, or not the pinned file (params/released_teachers.yaml)."""
     problems = []
-    for record in map(Path, dataset_records):
-        if record.exists():
-            _, problem = _read_json(record, kind=None)
+    for dataset in experiments:
+        if suite.teacher_source(dataset) != "released":
+            continue
+        for architecture in suite.teachers_of(dataset):
+            problem = released_teacher_problem(suite, dataset, architecture)
             if problem:
-                problems.append(f"{problem}; delete it to prepare the dataset again")
-    for directory in map(Path, teacher_dirs):
-        metrics_path, model = directory / "metrics.json", directory / "teacher.pt"
-        if not metrics_path.exists():
-            continue  # not finished: Snakemake trains it (again)
-        metrics, problem = _read_json(metrics_path, kind="teacher")
-        recorded = (metrics or {}).get("model_sha256")
-        if problem is None and recorded and model.exists() and sha256_of(model) != recorded:
-            problem = (
-                f"{model} is not the teacher its run wrote (its SHA-256 differs from the one in "
-                f"{metrics_path}): it was damaged or replaced"
-            )
-        if problem:
-            problems.append(
-                f"{problem}; restore it (`dvc checkout`) or delete {directory}/ to train it again"
-            )
-    for directory in map(Path, run_dirs):
-        metrics_path = directory / "metrics.json"
-        if metrics_path.exists():
-            _, problem = _read_json(metrics_path, kind="distillation")
-            if problem:
-                problems.append(
-                    f"{problem}; restore it (`dvc checkout`) or delete {directory}/ to run it again"
-                )
+                problems.append(f"params.yaml: experiments.{dataset}: {problem}")
     return problems
 
 
-def check_finished_results_or_exit(
-    dataset_records: Iterable[str], teacher_dirs: Iterable[str], run_dirs: Iterable[str]
-) -> None:
-    problems = damaged_results(dataset_records, teacher_dirs, run_dirs)
-    if problems:
-        exit_with(UserError("\n".join(problems)))
+def released_teacher_problem(suite: Any, dataset: str, architecture: str) -> str | None:
+    """What keeps the released `architecture` of `dataset` from being imported, or None."""
+    collection, chosen = suite.released.find(dataset, architecture)
+    path = Path(collection.directory, chosen.file)
+    steps = 'README, "Released teachers", steps 1-2'
+    if not path.is_file():
+        return (
+            f"its released {architecture} is not downloaded: download {collection.url} so that "
+            f"{path} exists, then pin its SHA-256 in params/released_teachers.yaml ({steps})"
+        )
+    digest = sha256_of(path)
+    if chosen.sha256 is None:
+        return (
+            f"its released {architecture}, {path}, has no pin: compare its SHA-256 {digest} with "
+            f"your download and write it as sha256 of {dataset}/{architecture} in "
+            f"params/released_teachers.yaml ({steps})"
+        )
+    if digest != chosen.sha256:
+        return (
+            f"its released {architecture}, {path}, has SHA-256 {digest}, not the pinned "
+            f"{chosen.sha256}: it was damaged or replaced; download {collection.url} again "
+            f"({steps}) or correct the pin"
+        )
+    return None

@@ -6,8 +6,8 @@ rule prepare_data:
     output:
         f"{DATASET_RECORD}",
     params:
-        root=config["data"]["root"],
-        download="--download" if config["data"]["download"] else "--no-download",
+        root=SUITE.params.data.root,
+        download="--download" if SUITE.params.data.download else "--no-download",
     log:
         "results/{protocol}/{dataset}/prepare_data.log",
     # On a cluster this runs where the workflow runs, which usually has the network access.

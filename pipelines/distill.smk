@@ -3,20 +3,19 @@
 
 rule distill:
     input:
-        dataset=DATASET_RECORD,
-        teacher=lambda w: teacher_checkpoint(w.protocol, w.dataset, w.teacher),
-        settings=job_settings_file(RUN_DIR),
+        unpack(job_inputs(RUN_DIR)),
     output:
         config=f"{RUN_DIR}/config.yaml",
         student=f"{RUN_DIR}/student.pt",
         metrics=f"{RUN_DIR}/metrics.json",
         history=f"{RUN_DIR}/history.csv",
     params:
+        settings=job_settings(RUN_DIR),
         out_dir=lambda w, output: Path(output.metrics).parent,
     log:
         f"{RUN_DIR}/distill.log",
     # One CPU thread per job: on the CPU, results then do not depend on --cores.
     threads: 1
     shell:
-        "cp {input.settings} {output.config} && dfkd distill --config {output.config}"
-        " --out-dir {params.out_dir} --threads {threads} > {log} 2>&1"
+        "dfkd distill --settings {params.settings:q} --out-dir {params.out_dir}"
+        " --threads {threads} > {log} 2>&1"

@@ -1,10 +1,13 @@
 """Bad input stops before any work with one clear line, exit status 2, and nothing written."""
 
+import argparse
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from dfkd.checkpoint import save_model
@@ -50,12 +53,54 @@ def _params_text(text: str) -> Callable[[Path], str]:
     return write
 
 
-def _check(write_params: Callable[[Path], str]) -> Callable[[dict], list[str]]:
+def _check(
+    write_params: Callable[[Path], str],
+    experiments: tuple[str, ...] = ("digits",),
+    edit_params_dir: Callable[[Path], None] | None = None,
+) -> Callable[[dict], list[str]]:
+    """`dfkd check` of the experiments named, with params.yaml (and, given `edit_params_dir`, a
+    copy of params/) changed."""
+
     def arguments(ws: dict) -> list[str]:
         params = write_params(ws["dir"])
-        return ["check", "--params", params, "--params-dir", str(REPOSITORY / "params")]
+        params_dir = REPOSITORY / "params"
+        if edit_params_dir is not None:
+            params_dir = ws["dir"] / "params"
+            shutil.copytree(REPOSITORY / "params", params_dir)
+            edit_params_dir(params_dir)
+        return ["check", *experiments, "--params", params, "--params-dir", str(params_dir)]
 
     return arguments
+
+
+def _with_seeds(seeds: list[int], teacher_seed: int = 0) -> Callable[[Path], str]:
+    return _params_with(
+        lambda p: p["experiments"]["digits"].update(seeds=seeds, teacher_seed=teacher_seed)
+    )
+
+
+def _method_file(name: str) -> Callable[[Path], None]:
+    return lambda params: shutil.copy(params / "methods/dfq.yaml", params / f"methods/{name}.yaml")
+
+
+def _edit_studies(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def change(params: Path) -> None:
+        studies = read_yaml(params / "studies.yaml")
+        edit(studies)
+        (params / "studies.yaml").write_text(yaml.safe_dump(studies, sort_keys=False))
+
+    return change
+
+
+def _released_cifar10(p: dict) -> None:
+    p["experiments"]["cifar10"].update(teacher_source="released", pairs=["resnet34-resnet18"])
+
+
+def _duplicate_key(directory: Path) -> str:
+    text = (REPOSITORY / "params.yaml").read_text()
+    first = text.index("    seeds: [0, 1]\n")
+    (directory / "params.yaml").write_text(text[:first] + "    seeds: [2]\n" + text[first:])
+    return str(directory / "params.yaml")
 
 
 def _distill(edit: Callable[[dict], object]) -> Callable[[dict], list[str]]:
@@ -129,6 +174,53 @@ CASES = {
     "missing params key": (
         _check(_params_with(lambda p: p["protocols"]["tiny"].pop("deterministic"))),
         "protocols.tiny.deterministic: missing",
+    ),
+    # What the workflow cannot run (its seeds go to NumPy, its names into paths and wildcards).
+    "negative seed": (_check(_with_seeds([0, -1])), "seeds: got -1; a seed is an integer in"),
+    "seed beyond 2^32": (_check(_with_seeds([2**32])), "seeds: got 4294967296; a seed is"),
+    "negative teacher seed": (
+        _check(_with_seeds([0], teacher_seed=-3)),
+        "teacher_seed: got -3; a seed is an integer in [0, 2^32)",
+    ),
+    "a method file outside the path pattern": (
+        _check(_params_with(lambda p: None), edit_params_dir=_method_file("DFQ-v2")),
+        "methods/DFQ-v2.yaml: a method's name is a level of its runs' paths",
+    ),
+    "a teacher variant outside the path pattern": (
+        _check(
+            _params_with(lambda p: None),
+            edit_params_dir=_edit_studies(
+                lambda s: s["teacher_variants"].update({"Noisy v2": s["teacher_variants"]["noisy"]})
+            ),
+        ),
+        "teacher_variants.Noisy v2: a teacher variant's name is a level of its teachers' paths",
+    ),
+    "a study cell that ends before the statistics window": (
+        _check(
+            _params_with(lambda p: None),
+            edit_params_dir=_edit_studies(
+                lambda s: s["studies"]["table5"]["cells"]["self_paced_constant"].update(
+                    schedule={"epochs": 50}
+                )
+            ),
+        ),
+        "studies.table5.cells.self_paced_constant: its runs end after epoch 50, before the "
+        "statistics window",
+    ),
+    "a released teacher not downloaded": (
+        _check(_params_with(_released_cifar10), experiments=("cifar10",)),
+        "experiments.cifar10: its released resnet34 is not downloaded: download "
+        "https://www.dropbox.com/sh/w8xehuk7debnka3/AABhoazFReE_5mMeyvb4iUWoa?dl=0 so that "
+        "checkpoints/pretrained/cifar10_resnet34.pth exists, then pin its SHA-256 in "
+        'params/released_teachers.yaml (README, "Released teachers", steps 1-2)',
+    ),
+    "an unknown experiment": (
+        _check(_params_with(lambda p: None), experiments=("mnist",)),
+        "no experiment mnist in",
+    ),
+    "a key given twice": (
+        _check(_duplicate_key),
+        "(line 16, column 5): key 'seeds' is given twice (first on line 15); keep one",
     ),
     "missing config file": (
         lambda ws: ["distill", "--config", str(ws["dir"] / "nope.yaml"), "--out-dir", "out"],
@@ -219,3 +311,72 @@ def test_bad_input_gives_one_clear_line_and_writes_nothing(workspace, capsys, ca
     assert len(errors) == 1 and message in errors[0], lines
     assert all(line.startswith(("error: ", "warning: ")) for line in lines), lines
     assert _files(out) == before
+
+
+# One line, never a traceback, where the input is hostile or the machine is not what was asked --
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_in_short_lines(tmp_path, capsys):
+    """Each level nine aliases of the one before: 9^10 seeds, were they written out."""
+    levels = ["&l0 [0, 1, 2, 3, 4, 5, 6, 7, 8]"]
+    levels += [f"&l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 10)]
+    text = (REPOSITORY / "params.yaml").read_text()
+    bomb = text.replace("    seeds: [0, 1]\n", f"    seeds: [{', '.join(levels)}]\n", 1)
+    (tmp_path / "params.yaml").write_text(bomb)
+
+    status = main(["check", "digits", "--params", str(tmp_path / "params.yaml")])
+
+    assert status == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10 and all(len(line) < 200 for line in lines)
+    assert lines[1].startswith("error: params.yaml: experiments.digits.seeds[1]: expected an")
+
+
+def test_an_unreadable_params_file_is_one_line(tmp_path, monkeypatch, capsys):
+    params = tmp_path / "params.yaml"
+    shutil.copy(REPOSITORY / "params.yaml", params)
+    read_text = Path.read_text
+
+    def as_another_user(path, *args, **kwargs):  # root reads any file; others get EACCES
+        if path == params:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", as_another_user)
+    assert main(["check", "digits", "--params", str(params)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {params}: cannot be read (Permission denied)"
+    ]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+def test_a_gpu_asked_for_where_there_is_none_is_one_line(workspace, monkeypatch, capsys):
+    monkeypatch.setenv("DFKD_DEVICE", "cuda")
+    out = workspace["dir"] / "out"
+    save_config(workspace["run"], workspace["dir"] / "run.yaml")
+
+    status = main(
+        ["distill", "--config", str(workspace["dir"] / "run.yaml"), "--out-dir", str(out)]
+    )
+
+    assert status == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: DFKD_DEVICE=cuda, but this machine has no CUDA device(s); unset it or choose one "
+        "that exists"
+    ]
+    assert list(out.iterdir()) == []
+
+
+def test_the_command_line_has_a_version_and_help_on_every_option(capsys):
+    import dfkd
+    from dfkd.cli import _parser
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"dfkd {dfkd.__version__}\n"
+    parser = _parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            assert action.help, f"dfkd {name} {'/'.join(action.option_strings) or action.dest}"

@@ -284,11 +284,24 @@ def test_every_problem_is_reported_not_just_the_first(params):
 
 
 def test_check_command(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(REPOSITORY)
-    assert main(["check"]) == 0
+    elsewhere = tmp_path / "elsewhere"  # a checkout without any released teacher downloaded
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for name in ("params.yaml", "params"):
+        (elsewhere / name).symlink_to(REPOSITORY / name)
+    assert main(["check", "digits"]) == 0
     experiment = read_yaml(REPOSITORY / "params.yaml")["experiments"]["digits"]
     runs = len(experiment["pairs"]) * len(experiment["methods"]) * len(experiment["seeds"])
     assert f"digits: protocol tiny, {runs} runs" in capsys.readouterr().out
+    # Every experiment by default: ImageNet's needs torchvision's AlexNet, downloaded and pinned.
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: params.yaml: experiments.imagenet: its released alexnet is not downloaded: "
+        "download https://download.pytorch.org/models/alexnet-owt-7be5be79.pth so that "
+        "checkpoints/torchvision/alexnet-owt-7be5be79.pth exists, then pin its SHA-256 in "
+        'params/released_teachers.yaml (README, "Released teachers", steps 1-2)'
+    ]
+    monkeypatch.chdir(REPOSITORY)
 
     broken = read_yaml(REPOSITORY / "params.yaml")
     broken["experiments"]["digits"]["methods"] = ["dafl", "mad2"]
@@ -356,6 +369,21 @@ def test_a_teacher_warm_up_ramps_linearly_then_follows_the_step_schedule(suite):
     with pytest.raises(ValueError, match="warm-up is for the multistep"):
         replace(suite.teachers["digits"], warmup_epochs=2,
                 optimizer=replace(recipe.optimizer, schedule="cosine", milestones=()))  # fmt: skip
+
+
+def test_every_problem_of_one_file_is_reported_not_only_the_first(params):
+    data, params_dir = params
+    data["experiments"]["digits"]["seeds"] = [0, 0]
+    data["experiments"]["cifar10"]["methods"] = ["dfq", "dfq"]
+    data["protocols"]["tiny"]["batch_size"] = None  # its learning_rate_scaling stays
+    with pytest.raises(ConfigError) as error:
+        load_suite(data, params_dir)
+    assert str(error.value).splitlines() == [
+        "params.yaml: experiments.digits: seeds: got [0, 0]; entries must be unique",
+        "params.yaml: experiments.cifar10: methods: got ['dfq', 'dfq']; entries must be unique",
+        "params.yaml: protocols.tiny: batch_size and learning_rate_scaling: set both (a protocol "
+        "batch scales the student learning rate) or neither",
+    ]
 
 
 def test_published_cells_may_carry_a_note_and_stability_rows(params):

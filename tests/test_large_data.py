@@ -188,3 +188,28 @@ def test_the_256_pixel_sets_normalise_as_torchvision_s_pretrained_alexnet_expect
         info = dataset_info(name)
         assert (list(info.mean), list(info.std)) == (preset.mean, preset.std)
         assert info.image_size == 256  # MAD supplement Table 3, not the preset's 224 crop
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height pixels (its data is one empty compressed row)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_a_decompression_bomb_in_an_image_folder_is_a_data_error(tmp_path):
+    from dfkd.data.files import decode
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_claiming(40_000, 40_000))  # 1.6 gigapixels in 100 bytes
+    with pytest.raises(DataError, match=r"bomb\.png claims more pixels than PIL decodes safely"):
+        decode([(bomb, 0)], 256, resize=True)

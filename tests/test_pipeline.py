@@ -124,7 +124,7 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path, suite
     for name in ("digits_curves.png", "digits_curves.pdf", "digits/profile.pdf"):
         assert (repository / "reports" / name).stat().st_size > 0
 
-    headline = json.loads((repository / "reports/digits_metrics.json").read_text())
+    headline = json.loads((repository / "reports/metrics/digits.json").read_text())
     assert headline["teacher"]["cnn_small"] > 90.0
     _assert_every_run_above_its_floor(repository)
 
@@ -140,15 +140,31 @@ def test_embedded_default_survives_a_kill_and_its_students_learn(tmp_path, suite
 @pytest.mark.slow
 def test_dvc_repro_records_every_output_and_snakemakes_report_shows_them(finished_copy):
     repository = finished_copy  # the shrunk embedded default after `dvc repro` (conftest.py)
+    dvc = str(BIN / "dvc")
     lock = yaml.safe_load((repository / "dvc.lock").read_text())
     outs = {out["path"] for out in lock["stages"]["benchmark@digits"]["outs"]}
     # Every output is in DVC's cache, so that `dvc push` carries all of it (test_cluster.py).
-    assert {"results/tiny/digits", "reports/digits_table.md", "reports/digits_metrics.json"} <= outs
-    assert "reports/digits_curves.png" in outs
-    shown = run_command([str(BIN / "dvc"), "metrics", "show", "--json"], repository).stdout
-    assert "final_acc1_mean" in shown
-    status = run_command([str(BIN / "dvc"), "status", "benchmark@digits"], repository).stdout
+    assert {"results/tiny/digits", "reports/digits_table.md", "reports/digits_curves.png"} <= outs
+    status = run_command([dvc, "status", "benchmark@digits"], repository).stdout
     assert "up to date" in status
+    # The headline metrics: one line, one column per cell and teacher, and no warning about the
+    # experiments that did not run.
+    shown = run_command([dvc, "metrics", "show"], repository)
+    assert shown.stderr == ""
+    header, row = shown.stdout.splitlines()
+    assert header.split() == [
+        "Path", "aggregate.dafl", "aggregate.dfq", "cnn_small-cnn_tiny.dafl",
+        "cnn_small-cnn_tiny.dfq", "teacher.cnn_small",
+    ]  # fmt: skip
+    assert row.split()[0] == "reports/metrics/digits.json"
+    # Each run's test accuracy per epoch, as data series.
+    plots = json.loads(run_command([dvc, "plots", "show", "--json"], repository).stdout)
+    assert not plots.get("errors")
+    runs = sorted(path.relative_to(repository) for path in repository.glob("results/**/seed*"))
+    assert sorted(plots["data"]) == [
+        f"reports/plots/digits/{run.parent.parent.name}/{run.parent.name}/{run.name}.csv"
+        for run in runs
+    ]
     # Snakemake's own HTML report of the finished target: tables, runs, curves, job runtimes.
     report = [str(BIN / "snakemake"), "--report", "report.html", "reports/digits_table.md"]
     run_command(report, repository)
@@ -157,8 +173,9 @@ def test_dvc_repro_records_every_output_and_snakemakes_report_shows_them(finishe
     for name in ("table.html", "reproduction.html", "digits_runs.csv", "digits_cells.csv",
                  "digits_curves.png", "profile.png", "train_teacher"):  # fmt: skip
         assert name in html, name
-    # Without Snakemake's records, as in a fresh clone, the settings files still tell what
-    # changed (test_cluster.py runs the clone itself, with a remote).
+    assert "report.html" not in run_command(["git", "status", "--short"], repository).stdout
+    # Without Snakemake's records, as in a fresh clone, the suite's own records tell what changed
+    # (test_cluster.py runs the clone itself, with a remote).
     shutil.rmtree(repository / ".snakemake")
     assert planned_jobs(repository) == {}
     assert_a_changed_setting_reruns_exactly_its_jobs(repository)
@@ -166,7 +183,7 @@ def test_dvc_repro_records_every_output_and_snakemakes_report_shows_them(finishe
 
 @pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
 def test_the_cifar_tables_plan_every_pair_method_and_seed(suite, dataset, tmp_path):
-    repository = copy_repository(tmp_path)  # a dry run writes each job's settings file
+    repository = copy_repository(tmp_path)
     plan = run_command(
         [str(BIN / "snakemake"), "-n", "--cores", "1", f"reports/{dataset}_table.md"], repository
     )

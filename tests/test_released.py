@@ -222,6 +222,56 @@ def test_a_tampered_or_wrong_released_file_is_refused_in_one_line(tmp_path, caps
         assert not (out / "metrics.json").exists()
 
 
+def _fuzzed(good: bytes, count: int, seed: int = 0) -> list[bytes]:
+    """Odd files a user may find where a checkpoint should be: truncations, flipped bytes, cut
+    holes, random bytes, text, other pickles."""
+    import pickle
+    import random
+
+    rng = random.Random(seed)
+    files = [
+        b"", b"plain text, not a checkpoint\n", b"<html>sign in</html>", b"PK\x03\x04",
+        pickle.dumps([1, 2, 3]), pickle.dumps({"state_dict": {"conv1.weight": 1.0}}),
+    ]  # fmt: skip
+    while len(files) < count:
+        data = bytearray(good)
+        kind = rng.randrange(4)
+        if kind == 0:
+            data = data[: rng.randrange(len(data))]
+        elif kind == 1:
+            for _ in range(rng.randrange(1, 16)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 2:
+            start = rng.randrange(len(data))
+            del data[start : start + rng.randrange(1, 4096)]
+        else:
+            data = bytearray(rng.randbytes(rng.randrange(1, 512)))
+        files.append(bytes(data))
+    return files
+
+
+def test_odd_files_as_released_teachers_are_one_line_each(tmp_path, capsys):
+    """A fuzz of 40 files through the import's reader: each is refused in one line, or (a
+    flipped byte in a tensor's data) loads as weights; none ends in a traceback."""
+    good = tmp_path / "good.pth"
+    _write_cmi_checkpoint(good, _randomised("wrn16_1", 10), "wrn16_1")
+    odd = _fuzzed(good.read_bytes(), 40)
+    # A state dict of the right names whose values are not all tensors.
+    state = torch.load(good, weights_only=True)
+    state["state_dict"] = {**state["state_dict"], "conv1.weight": [0.5]}
+    torch.save(state, tmp_path / "lists.pth")
+    odd.append((tmp_path / "lists.pth").read_bytes())
+    for number, data in enumerate(odd):
+        case = tmp_path / f"case{number}"
+        case.mkdir()
+        (case / "odd.pth").write_bytes(data)
+        config = _import_config(case / "odd.pth", hashlib.sha256(data).hexdigest())
+        status, error, _ = _import(case, config, capsys)
+        assert status in (0, 2) and "Traceback" not in error, (number, error)
+        assert status == 0 or len(error.splitlines()) == 1, (number, error)
+    assert "holds list under 'conv1.weight', where a model's weights are tensors" in error
+
+
 @pytest.mark.slow
 def test_an_experiment_with_released_teachers_imports_instead_of_training(tmp_path):
     repository = copy_repository(tmp_path / "repository")
@@ -237,10 +287,25 @@ def test_an_experiment_with_released_teachers_imports_instead_of_training(tmp_pa
     teachers = released["collections"]["cmi"]["teachers"]
     teachers["digits"] = {"cnn_small": {"file": "digits.pth", "sha256": None}}
     released_path.write_text(yaml.safe_dump(released))
+    # Not downloaded, then not pinned: one line each, with the download link and the step.
     missing = run_command(["snakemake", "-n", "reports/digits_table.md"], repository, check=False)
-    assert missing.returncode != 0
-    assert "checkpoints/pretrained/digits.pth" in missing.stdout + missing.stderr
+    assert missing.returncode == 2
+    (line,) = missing.stderr.splitlines()[-1:]
+    assert line.startswith("error: params.yaml: experiments.digits: its released cnn_small is not")
+    assert released["collections"]["cmi"]["url"] in line and "steps 1-2" in line
     (repository / "checkpoints" / "pretrained").mkdir(parents=True)
-    (repository / "checkpoints" / "pretrained" / "digits.pth").write_bytes(b"downloaded")
+    source = repository / "checkpoints" / "pretrained" / "digits.pth"
+    source.write_bytes(b"downloaded")
+    unpinned = run_command(["snakemake", "-n", "reports/digits_table.md"], repository, check=False)
+    assert unpinned.returncode == 2
+    digest = hashlib.sha256(b"downloaded").hexdigest()
+    assert f"has no pin: compare its SHA-256 {digest} with your download" in unpinned.stderr
+    teachers["digits"]["cnn_small"]["sha256"] = digest
+    released_path.write_text(yaml.safe_dump(released))
+    assert run_command(["dfkd", "check", "digits"], repository).returncode == 0
     plan = run_command(["snakemake", "-n", "reports/digits_table.md"], repository)
     assert "import_teacher" in plan.stdout and "train_teacher" not in plan.stdout
+    # A damaged download, its pin unchanged: one line when the workflow starts.
+    source.write_bytes(b"damaged")
+    damaged = run_command(["snakemake", "-n", "reports/digits_table.md"], repository, check=False)
+    assert damaged.returncode == 2 and "it was damaged or replaced" in damaged.stderr

@@ -104,8 +104,8 @@ def test_the_aggregate_ranks_by_the_iqm_of_the_normalised_accuracy(report) -> No
         assert row[2] == f"{iqm[method]:.3f}" and row[4] == f"{np.mean(scores):.3f}"
         low, high = (float(v) for v in row[3].strip("[]").split(", "))
         assert low <= iqm[method] <= high
-    metrics = json.loads((report["out"] / "digits_metrics.json").read_text())
-    assert metrics["aggregate"]["dfq"]["iqm"] == pytest.approx(iqm["dfq"])
+    metrics = json.loads((report["out"] / "metrics" / "digits.json").read_text())
+    assert metrics["aggregate"]["dfq"] == pytest.approx(iqm["dfq"])
 
 
 def test_p_a_beats_b_per_pair_and_over_pairs(report) -> None:

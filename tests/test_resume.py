@@ -256,6 +256,29 @@ def test_a_torn_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, suite
     _assert_same(reference, interrupted, "student.pt")
 
 
+def test_after_a_fallback_a_kill_during_the_next_save_keeps_the_good_checkpoint(
+    tmp_path, monkeypatch, capsys
+):
+    from dfkd import checkpoint
+
+    for step in (1, 2):
+        checkpoint.save_run_state(tmp_path, {"config_hash": "h", "step": step})
+    latest = tmp_path / checkpoint.LATEST
+    latest.write_bytes(latest.read_bytes()[:-100])  # the disk lost its tail
+    assert checkpoint.load_run_state(tmp_path, "h")["step"] == 1  # the fallback
+
+    def killed(path, data):
+        raise KeyboardInterrupt  # the next save is cut short by a kill while it writes
+
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_run_state(tmp_path, {"config_hash": "h", "step": 3})
+    monkeypatch.undo()
+
+    assert checkpoint.load_run_state(tmp_path, "h")["step"] == 1
+    assert "trying the previous checkpoint" in capsys.readouterr().err
+
+
 class _StopAtStep:
     """Stands in for StopRequest: set once the methods' generator steps reach `at`."""
 

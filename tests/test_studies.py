@@ -270,16 +270,14 @@ def test_a_study_prints_the_papers_accuracy_for_a_variants_teacher(suite, tmp_pa
     """The noisy-teacher study's provenance gives each teacher's accuracy, and CuDFKD §5.4's
     94.07% for its own noisy teacher beside ours."""
     from dfkd.cli import main
-    from tests.report_fixture import _run_metrics
+    from tests.report_fixture import _run_metrics, _teacher_metrics
 
     study = suite.study("noisy_teacher")
     teachers = []
     for folder, acc1 in (("teacher", 95.1), ("teacher_variants/noisy/resnet34", 93.2)):
         path = tmp_path / folder / "metrics.json"
         path.parent.mkdir(parents=True)
-        record = {"kind": "teacher", "run": {"architecture": "resnet34"},
-                  "summary": {"final_acc1": acc1}}  # fmt: skip
-        path.write_text(json.dumps(record))
+        path.write_text(json.dumps(_teacher_metrics("resnet34", acc1, "cifar10")))
         teachers.append(str(path))
     runs = []
     for cell, seed in itertools.product(study.cells, study.seeds):

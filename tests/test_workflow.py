@@ -16,38 +16,19 @@ import yaml
 from dfkd.atomic import atomic_write_bytes
 from dfkd.errors import DiskFullError
 from dfkd.progress import Progress
-from tests.support import BIN, REPOSITORY, copy_repository, run_command
-
-SNAKEMAKE = [str(BIN / "snakemake"), "--cores", "all", "reports/digits_table.md"]
-# Snakemake's own notices, which it prints before the workflow runs any of its code.
-SNAKEMAKE_NOTICES = (
-    "Using workflow specific profile profiles/default",
-    "Config file params.yaml is extended by additional config specified via the command line.",
+from tests.support import (
+    BIN,
+    REPOSITORY,
+    SNAKEMAKE,
+    copy_repository,
+    edit_yaml,
+    error_lines,
+    files_of,
+    run_command,
+    snakemake_main,
 )
 
-
-def _snakemake(repository: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_command([*SNAKEMAKE, *extra], repository, check=False)
-
-
-def _error_lines(result: subprocess.CompletedProcess) -> list[str]:
-    """stderr without Snakemake's own notices."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    while lines and lines[0].startswith(SNAKEMAKE_NOTICES):
-        lines = lines[1:]
-    return lines
-
-
-def _edit_yaml(path: Path, edit) -> None:
-    data = yaml.safe_load(path.read_text())
-    edit(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
-def _files(directory: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()
-    }
+_snakemake, _error_lines, _edit_yaml, _files = snakemake_main, error_lines, edit_yaml, files_of
 
 
 TEACHER = "results/tiny/digits/teachers/cnn_small/teacher.pt"
@@ -97,7 +78,10 @@ def test_a_damaged_run_record_is_refused_and_the_reports_survive(finished_copy):
 
     assert result.returncode == 2
     (line,) = _error_lines(result)
-    assert line.startswith(f"error: {metrics.relative_to(repository)} is damaged")
+    assert line.startswith(f"error: {metrics.relative_to(repository)} is not valid JSON")
+    assert line.endswith(
+        "delete results/tiny/digits/runs/cnn_small-cnn_tiny/dafl/seed1/ to run it again"
+    )
     assert _files(repository / "reports") == before
 
 

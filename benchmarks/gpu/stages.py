@@ -268,8 +268,10 @@ def _run_cli(ctx: Context, command: str, config, run_dir: Path, stop_at: float) 
         result["summary"] = data.get("summary")
     else:
         from dfkd.checkpoint import load_run_state
+        from dfkd.distill import checkpoint_key
 
-        state = load_run_state(run_dir, config_hash(config))
+        key = checkpoint_key(config) if command == "distill" else config_hash(config)
+        state = load_run_state(run_dir, key)
         history = state["loop"]["history"] if state else []
     if not history and (run_dir / "history.csv").exists():
         import pandas as pd

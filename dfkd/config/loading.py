@@ -25,10 +25,14 @@ from dfkd.config.studies import TRAINED, StudiesFile, read_studies
 from dfkd.config.suite import Suite, merge, resolve_method_settings
 from dfkd.data import DATASETS
 from dfkd.errors import ConfigError
-from dfkd.label_embeddings import STAND_IN
+from dfkd.label_embeddings import STAND_IN, check_label_embeddings
 from dfkd.methods import METHODS
 from dfkd.models import MODELS
 from dfkd.schema import from_dict
+
+# A name that becomes a level of a result's path (a protocol, a method, a study, a cell, a
+# teacher variant): what the workflow's wildcards accept.
+PATH_LEVEL = "[a-z0-9_]+"
 
 
 def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> Suite:
@@ -70,6 +74,12 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
 
     methods: dict[str, MethodParams] = {}
     method_files = sorted((params_dir / "methods").glob("*.yaml"))
+    problems.extend(
+        f"{path}: a method's name is a level of its runs' paths: name the file with a-z, 0-9 "
+        "and _ only"
+        for path in method_files
+        if not re.fullmatch(PATH_LEVEL, path.stem)
+    )
     for path in method_files:
         loaded = attempt(lambda path=path: _load_method(path))
         if loaded is not None:
@@ -95,7 +105,7 @@ def load_suite(params: Mapping[str, Any], params_dir: str | Path = "params") -> 
         suite_params, teachers, methods, published, studies, released, params_dir,
         embeddings.sources,
     )  # fmt: skip
-    problems.extend(_check_label_embeddings(suite))
+    problems.extend(check_label_embeddings(suite))
     if problems:
         raise ConfigError("\n".join(problems))
     return suite
@@ -318,7 +328,12 @@ def _cross_check(
     method_files: set[str],
     params_dir: Path,
 ) -> list[str]:
-    problems = []
+    problems = [
+        f"params.yaml: protocols.{name}: a protocol's name is a level of its results' paths: "
+        "use a-z, 0-9 and _ only"
+        for name in params.protocols
+        if not re.fullmatch(PATH_LEVEL, name)
+    ]
     root = Path(params.data.root)
     if root.exists() and not root.is_dir():
         problems.append(
@@ -377,21 +392,6 @@ def _check_released(params: SuiteParams, released: ReleasedTeachers, path: Path)
     return problems
 
 
-def _check_label_embeddings(suite: Suite) -> list[str]:
-    """Every run of an experiment whose method names label embeddings finds them."""
-    problems = []
-    for dataset, experiment in suite.params.experiments.items():
-        for method in experiment.methods:
-            for pair in experiment.pairs:
-                _, hyperparameters = suite.method_settings(method, dataset, pair)
-                try:
-                    suite.label_embeddings(hyperparameters, dataset)
-                except ConfigError as error:
-                    where = suite.params_dir / "methods" / f"{method}.yaml"
-                    problems.append(f"{where}: {pair} in experiment '{dataset}': {error}")
-    return problems
-
-
 def _check_statistics_window(
     params: SuiteParams,
     dataset: str,
@@ -434,13 +434,18 @@ def _check_studies(
     """Every study's experiment, pair, methods and teachers exist, and every cell resolves."""
     problems = []
     for name, variant in studies.teacher_variants.items():
+        if not re.fullmatch(PATH_LEVEL, name):
+            problems.append(
+                f"{path}: teacher_variants.{name}: a teacher variant's name is a level of its "
+                "teachers' paths: use a-z, 0-9 and _ only"
+            )
         if variant.dataset not in DATASETS:
             problems.append(
                 f"{path}: teacher_variants.{name}.dataset: unknown dataset '{variant.dataset}'"
             )
     for name, study in studies.studies.items():
         where = f"{path}: studies.{name}"
-        if not re.fullmatch("[a-z0-9_]+", name):
+        if not re.fullmatch(PATH_LEVEL, name):
             problems.append(f"{where}: a study name is a path level: use a-z, 0-9 and _")
         if study.experiment not in params.experiments:
             problems.append(
@@ -455,7 +460,7 @@ def _check_studies(
             problems.append(f"{where}.seeds: got {list(study.seeds)}; entries must be unique")
         for cell_name, cell in study.cells.items():
             at = f"{where}.cells.{cell_name}"
-            if not re.fullmatch("[a-z0-9_]+", cell_name):
+            if not re.fullmatch(PATH_LEVEL, cell_name):
                 problems.append(f"{at}: a cell name is a path level: use a-z, 0-9 and _")
             variant = studies.teacher_variants.get(cell.teacher)
             if cell.teacher != TRAINED and (variant is None or variant.dataset != study.experiment):
@@ -469,10 +474,23 @@ def _check_studies(
                 continue
             changes = {"schedule": cell.schedule, "hyperparameters": cell.hyperparameters}
             try:
-                resolve_method_settings(
+                schedule, _ = resolve_method_settings(
                     methods[cell.method], cell.method, study.experiment, study.pair,
                     path.parent, changes,
                 )  # fmt: skip
             except ConfigError as error:
                 problems.extend(f"{at}: {line}" for line in str(error).splitlines())
+                continue
+            protocol = params.protocols.get(params.experiments[study.experiment].protocol)
+            # Where the protocol sets the epochs, the cell's schedule does not, and a window
+            # after them is the protocol's problem, named once by the experiment's check.
+            if protocol is None or protocol.epochs_for(study.experiment) is not None:
+                continue
+            if protocol.stability_start_epoch > schedule.epochs:
+                name = params.experiments[study.experiment].protocol
+                problems.append(
+                    f"{at}: its runs end after epoch {schedule.epochs}, before the statistics "
+                    f"window of protocol '{name}' (from epoch {protocol.stability_start_epoch}), "
+                    "so mu and sigma^2 would be empty; give the cell more epochs"
+                )
     return problems

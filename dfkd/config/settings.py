@@ -181,6 +181,15 @@ class Protocol:
             )
 
 
+SEED_LIMIT = 2**32  # NumPy seeds (and so the suite's) are in [0, 2^32)
+
+
+def check_seeds(key: str, seeds: tuple[int, ...]) -> None:
+    wrong = [seed for seed in seeds if not 0 <= seed < SEED_LIMIT]
+    if wrong:
+        raise ValueError(f"{key}: got {wrong[0]}; a seed is an integer in [0, 2^32)")
+
+
 @dataclass(frozen=True)
 class Experiment:
     protocol: str
@@ -204,6 +213,8 @@ class Experiment:
                 raise ValueError(f"{name}: must not be empty")
             if len(set(values)) != len(values):
                 raise ValueError(f"{name}: got {list(values)}; entries must be unique")
+        check_seeds("seeds", self.seeds)
+        check_seeds("teacher_seed", (self.teacher_seed,))
         if self.accuracy_threshold > 100:
             raise ValueError(f"accuracy_threshold: got {self.accuracy_threshold}; a percentage")
 
@@ -404,9 +415,18 @@ class RunConfig:
     label_embeddings: LabelEmbeddingsConfig | None = None
 
 
+# Where the datasets live, and whether they may be downloaded, does not change what a job
+# computes: pointing `data.root` at a machine's copy, or `data.download: false` where the data is
+# present, keeps every finished result and resumes every checkpoint.
+LOCATION_KEYS = ("data",)
+
+
 def config_hash(config: Any) -> str:
-    """A short content hash of a resolved config; a checkpoint resumes only the same hash."""
-    text = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    """A short digest of what a resolved config computes (its `data` location left out): a
+    finished job is current while its recorded digest equals its settings' (dfkd/freshness.py),
+    and a checkpoint resumes only the same digest."""
+    computed = {k: v for k, v in to_dict(config).items() if k not in LOCATION_KEYS}
+    text = json.dumps(computed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -431,11 +451,40 @@ def load_import_config(path: str | Path) -> ImportTeacherConfig:
     return from_dict(ImportTeacherConfig, read_yaml(Path(path)), str(path))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently). Merge keys (`<<: *anchor`) may still be overridden by the mapping's own keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"key '{key}' is given twice (first on line {first[key] + 1}); keep one",
+                        key_node.start_mark,
+                    )
+                first[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: the base class names it
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        raise ConfigError(f"{path}: cannot be read ({reason})") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dfkd.config.settings import TeacherRecipe
+from dfkd.config.settings import TeacherRecipe, check_seeds
 from dfkd.schema import from_dict, non_negative
 
 TRAINED = "trained"  # a cell's teacher: the experiment's own teacher recipe (params/teachers.yaml)
@@ -61,6 +61,7 @@ class Study:
     def __post_init__(self) -> None:
         if not self.cells or not self.seeds or not self.columns:
             raise ValueError("cells, seeds and columns: each must not be empty")
+        check_seeds("seeds", self.seeds)
         for name, cell in self.cells.items():
             if len(cell.labels) != len(self.columns):
                 raise ValueError(

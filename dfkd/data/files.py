@@ -67,7 +67,12 @@ def decode(
         try:
             with Image.open(path) as image:
                 rgb = image.convert("RGB")
-        except OSError as error:
+        except Image.DecompressionBombError:
+            raise DataError(
+                f"image {path} claims more pixels than PIL decodes safely (a decompression bomb?); "
+                "replace or remove it"
+            ) from None
+        except Exception as error:  # PIL raises OSError, ValueError, SyntaxError, ... per format
             raise DataError(f"cannot decode image {path} ({error}); replace or remove it") from None
         if resize:
             rgb = resize_center_crop(rgb, size)

@@ -93,26 +93,17 @@ def headline_metrics(
     teacher_acc1: Mapping[str, float],
     aggregates: Mapping[str, Mapping[str, float]],
 ) -> dict[str, Any]:
-    """{pair: {method: {...}}, teacher: {architecture: acc1}, aggregate: {method: {...}}}, for
-    `dvc metrics show`; undefined numbers are null."""
+    """What `dvc metrics show` lists, one number each: {pair: {method: mean final Acc@1},
+    teacher: {architecture: acc1}, aggregate: {method: IQM}}; undefined numbers are null. The
+    spread, n, intervals and the other metrics are in the tables and the CSVs."""
     metrics: dict[str, Any] = {}
     for row in cells.itertuples(index=False):
-        metrics.setdefault(row.pair, {})[row.method] = {
-            "final_acc1_mean": _json_number(row.final_acc1_mean),
-            "final_acc1_std": _json_number(row.final_acc1_std),
-            "final_acc1_ci95_low": _json_number(row.final_acc1_ci_low),
-            "final_acc1_ci95_high": _json_number(row.final_acc1_ci_high),
-            "final_agree1_mean": _json_number(row.final_agree1_mean),
-            "final_lp_mean": _json_number(row.final_lp_mean),
-            "n": int(row.completed),
-            "diverged": int(row.diverged),
-        }
+        metrics.setdefault(row.pair, {})[row.method] = _json_number(row.final_acc1_mean)
     metrics["teacher"] = {
         teacher: _json_number(teacher_acc1.get(teacher, math.nan))
         for teacher in dict.fromkeys(cells["teacher"])
     }
     metrics["aggregate"] = {
-        method: {key: _json_number(value) for key, value in values.items()}
-        for method, values in aggregates.items()
+        method: _json_number(values["iqm"]) for method, values in aggregates.items()
     }
     return metrics

@@ -8,7 +8,6 @@ naming the file and what to do (exit 2).
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,17 +47,16 @@ STATUSES = ("completed", "diverged")
 
 
 def read_metrics(path: str, kind: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
+    """A finished job's metrics, checked as the workflow checks them (dfkd/records.py): NaN, a
+    missing or malformed field, a completed run that stops early are one line, exit 2."""
+    from dfkd.records import RecordError, read_record
+
+    if not Path(path).is_file():
         raise UserError(f"{path}: metrics file not found; run the job that writes it first")
     try:
-        record = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not valid JSON ({error}); delete it and re-run its job") from None
-    if not isinstance(record, dict) or record.get("kind") != kind:
-        found = record.get("kind") if isinstance(record, dict) else type(record).__name__
-        raise UserError(f"{path}: expected a {kind} metrics file, found kind {found!r}")
-    return record
+        return read_record(path, kind)  # type: ignore[arg-type]
+    except RecordError as error:
+        raise UserError(f"{path} {error}; delete it and re-run its job") from None
 
 
 def _require(record: Mapping[str, Any], path: str, *keys: str) -> Any:

@@ -6,7 +6,7 @@ With ``--out reports/cifar10`` it writes
     reports/cifar10_table.md, .tex     the main table: final-epoch Acc@1, methods x pairs
     reports/cifar10_runs.csv           one row per run
     reports/cifar10_cells.csv          one row per (pair, method): every statistic of the cell
-    reports/cifar10_metrics.json       headline numbers for `dvc metrics show`
+    reports/metrics/cifar10.json       headline numbers for `dvc metrics show`
     reports/cifar10_curves.png, .pdf   test Acc@1 per epoch
     reports/cifar10/<table>.md, .tex   every other table (TABLES), one per file
     reports/cifar10/<table>.html       every table, the main one too, for Snakemake's report
@@ -74,7 +74,8 @@ def report_files(prefix: str) -> dict[str, str]:
     files = {
         "runs_csv": f"{prefix}_runs.csv",
         "cells_csv": f"{prefix}_cells.csv",
-        "metrics": f"{prefix}_metrics.json",
+        # Headline numbers where `dvc metrics show` reads them (dvc.yaml), one file per report.
+        "metrics": str(Path(prefix).parent / "metrics" / f"{Path(prefix).name}.json"),
         "curves_png": f"{prefix}_curves.png",
         "curves_pdf": f"{prefix}_curves.pdf",
         "profile_png": f"{prefix}/profile.png",
