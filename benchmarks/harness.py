@@ -13,14 +13,19 @@ windows of:
 - FLOPs of one generator step and one student step (torch.utils.flop_counter: convolutions and
   matrix products, forward and backward), the achieved TFLOP/s and, on a device whose peak is
   known, the utilisation against it;
-- rounds/s at the published interleaving (n_G generator steps, finish_synthesis, n_S student
-  steps) from the step times, and, as a check on them, the rounds the loop itself runs
-  (dfkd.loop.distill) with at most `--loop-steps` steps of each phase;
-- the peak device memory; the projected hours of the full published run (evaluation excluded);
+- rounds/s and seconds per round at the published interleaving (each of the round's syntheses:
+  n_G generator steps and finish_synthesis; then n_S student steps) from the step times, and, as
+  a check on them, the rounds the loop itself runs (dfkd.loop.distill) with at most
+  `--loop-steps` steps of each phase;
+- the peak device memory; the projected hours of the full published run, its warm-up epochs
+  included (evaluation excluded), and of its synthesis alone (the warm-up's and every round's
+  syntheses: what Fast-DFKD's README reports as "time"); a warm-up synthesis is timed as a later
+  one, with the adversarial term's student pass, so it is slightly overestimated;
 - teacher training: images/s and seconds per epoch at the recipe's batch;
 - the seconds of the warm-up steps (compilation, in `fast` on CUDA or with `--cuda-recipe`).
 
-Weights and images are random: a step's cost does not depend on what the networks have learnt.
+Weights, images and label embeddings (the stand-in's) are random: a step's cost does not depend
+on what the networks have learnt.
 Writes `benchmarks/results/<name>.json` and `.md` with the device, driver, torch and CUDA.
 """
 
@@ -45,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dfkd.compute import Compute
 from dfkd.config import LoopConfig, load_suite, read_yaml
 from dfkd.data import dataset_info
+from dfkd.label_embeddings import random_orthogonal
 from dfkd.loop import LoopState, distill
 from dfkd.methods import METHODS
 from dfkd.methods.base import method_context
@@ -95,7 +101,7 @@ def _peak(device: torch.device, compute: Compute) -> float | None:
 class SilentProgress(Progress):
     """The loop's progress reporting, kept quiet while a benchmark times it."""
 
-    def advance(self) -> None:
+    def advance(self, units: float = 1) -> None:
         pass
 
     def epoch(self, record: dict[str, Any]) -> None:
@@ -120,13 +126,14 @@ def measure_method(
     implementation = METHODS.get(suite.methods[method_name].implementation)
     config = from_dict(implementation.config_class, hyperparameters, method_name)
     context = method_context(
-        info, teacher, student, batch, schedule.epochs, device, layout, compute.optimizer_options
-    )
+        info, teacher, student, batch, schedule.epochs, device, layout, compute.optimizer_options,
+        label_embeddings=lambda name: random_orthogonal(info.num_classes),
+    )  # fmt: skip
     method = implementation(config, context)
     for epoch in range(1, arguments.after_epochs + 1):  # a curriculum's position (CuDFKD)
         method.on_epoch_end(epoch)
     optimizer, scheduler = build_optimizer(
-        student.parameters(), schedule.student_optimizer, schedule.epochs,
+        student.parameters(), schedule.student_optimizer, schedule.training_epochs,
         compute.optimizer_options,
     )  # fmt: skip
 
@@ -164,13 +171,24 @@ def measure_method(
         row[f"{name}_tflop_per_s"] = flops / seconds / 1e12
     finish = _median_seconds(method.finish_synthesis, device, 1, arguments.windows)
     n_g, n_s = schedule.generator_steps_per_round, schedule.student_steps_per_round
-    round_seconds = n_g / row["generator_steps_per_s"] + finish + n_s / row["student_steps_per_s"]
-    work = n_g * row["generator_gflop_per_step"] + n_s * row["student_gflop_per_step"]
+    synthesis = n_g / row["generator_steps_per_s"] + finish  # seconds of one synthesis
+    round_synthesis = schedule.syntheses_per_round * synthesis
+    round_seconds = round_synthesis + n_s / row["student_steps_per_s"]
+    work = (
+        schedule.syntheses_per_round * n_g * row["generator_gflop_per_step"]
+        + n_s * row["student_gflop_per_step"]
+    )
     row["rounds_per_s"] = 1 / round_seconds
+    row["round_seconds"] = round_seconds
+    row["round_synthesis_seconds"] = round_synthesis
     row["round_tflop_per_s"] = work / round_seconds / 1e3
     peak = _peak(device, compute)
     row["utilisation"] = row["round_tflop_per_s"] * 1e12 / peak if peak else None
-    row["projected_hours"] = schedule.epochs * schedule.rounds_per_epoch * round_seconds / 3600
+    warmup = schedule.warmup_epochs * schedule.warmup_syntheses_per_epoch * synthesis
+    rounds = schedule.training_epochs * schedule.rounds_per_epoch
+    row["projected_hours"] = (warmup + rounds * round_seconds) / 3600
+    row["projected_synthesis_hours"] = (warmup + rounds * round_synthesis) / 3600
+    row["student_images"] = schedule.student_images
     row.update(_loop_check(method, student, optimizer, scheduler, schedule, row, compute,
                            arguments, finish))  # fmt: skip
     row["peak_memory_gib"] = (
@@ -190,7 +208,8 @@ def _loop_check(
     optimizer_config = replace(schedule.student_optimizer, milestones=())  # a few epochs only
     loop = replace(schedule, epochs=arguments.windows, rounds_per_epoch=arguments.loop_rounds,
                    generator_steps_per_round=n_g, student_steps_per_round=n_s,
-                   student_optimizer=optimizer_config)  # fmt: skip
+                   student_optimizer=optimizer_config, warmup_epochs=0,
+                   warmup_syntheses_per_epoch=0)  # fmt: skip
     device = compute.device
     ends: list[float] = []
 
@@ -208,7 +227,8 @@ def _loop_check(
     )  # fmt: skip
     windows = [b - a for a, b in zip([began, *ends[:-1]], ends, strict=True)]
     loop_round = statistics.median(windows) / loop.rounds_per_epoch
-    composed = n_g / row["generator_steps_per_s"] + finish + n_s / row["student_steps_per_s"]
+    synthesis = n_g / row["generator_steps_per_s"] + finish
+    composed = loop.syntheses_per_round * synthesis + n_s / row["student_steps_per_s"]
     return {"loop_round_steps": [n_g, n_s], "loop_over_composed": loop_round / composed}
 
 
@@ -267,19 +287,19 @@ def _markdown(result: dict[str, Any]) -> str:
         f"{env['device']} ({env['device_type']}), driver {env['driver']}, torch {env['torch']}, "
         f"CUDA {env['cuda']}, Python {env['python']}, {env['threads']} CPU threads.",
         "",
-        "| Pair | Method | Compute | Batch | G steps/s | Synth img/s | S img/s | Rounds/s "
-        "| TFLOP/s | Util. | Peak GiB | Loop/composed | Full run (h) |",
-        "|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Pair | Method | Compute | Batch | G steps/s | Synth img/s | S img/s | s/round "
+        "| TFLOP/s | Util. | Peak GiB | Loop/composed | Synthesis (h) | Full run (h) |",
+        "|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     fmt = lambda v, spec: "–" if v is None else format(v, spec)  # noqa: E731
     for r in result["methods"]:
         lines.append(
             f"| {r['pair']} | {r['method']} | {r['compute']} | {r['batch']} "
             f"| {r['generator_steps_per_s']:.3g} | {r['generator_images_per_s']:.0f} "
-            f"| {r['student_images_per_s']:.0f} | {r['rounds_per_s']:.3g} "
+            f"| {r['student_images_per_s']:.0f} | {r['round_seconds']:.3g} "
             f"| {r['round_tflop_per_s']:.3g} | {fmt(r['utilisation'], '.1%')} "
             f"| {fmt(r['peak_memory_gib'], '.2f')} | {r['loop_over_composed']:.2f} "
-            f"| {r['projected_hours']:.3g} |"
+            f"| {r['projected_synthesis_hours']:.3g} | {r['projected_hours']:.3g} |"
         )
     lines += ["", "| Teacher | Compute | Batch | Images/s | Seconds/epoch | TFLOP/s |",
               "|:---|:---|---:|---:|---:|---:|"]  # fmt: skip
@@ -296,9 +316,11 @@ def _markdown(result: dict[str, Any]) -> str:
     lines += [
         "",
         "Medians over the windows after warm-up; FLOPs count convolutions and matrix products "
-        "(forward and backward). Rounds/s and the full-run hours compose the published round "
-        "(n_G generator steps, finish_synthesis, n_S student steps) from the step times; "
-        "Loop/composed is the loop's own round time over that composition (shortened rounds).",
+        "(forward and backward). Seconds per round and the hours compose the published round "
+        "(each synthesis: n_G generator steps and finish_synthesis; then n_S student steps) and "
+        "the warm-up's syntheses from the step times; Synthesis (h) counts the syntheses alone "
+        '(Fast-DFKD\'s "time"), Full run (h) the student steps too; Loop/composed is the '
+        "loop's own round time over that composition (shortened rounds).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -335,9 +357,10 @@ def run(argv: list[str]) -> dict[str, Any]:
             for name in names:
                 row = measure_method(suite, name, arguments.dataset, pair, mode, arguments, device)
                 rows.append(row)
-                print(f"{pair} {name:>16} {mode:>5}: {row['rounds_per_s']:.3g} rounds/s, "
+                print(f"{pair} {name:>16} {mode:>5}: {row['round_seconds']:.3g} s/round, "
                       f"{row['student_images_per_s']:.0f} student img/s, "
-                      f"{row['round_tflop_per_s']:.3g} TFLOP/s, "
+                      f"{row['round_tflop_per_s']:.3g} TFLOP/s, synthesis "
+                      f"{row['projected_synthesis_hours']:.3g} h, "
                       f"full run {row['projected_hours']:.3g} h", flush=True)  # fmt: skip
     for architecture in sorted({pair.split("-")[0] for pair in arguments.pairs}):
         for mode in arguments.compute:

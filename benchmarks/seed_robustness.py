@@ -2,6 +2,7 @@
 
     python benchmarks/seed_robustness.py                 # N = 5, writes benchmarks/results/
     python benchmarks/seed_robustness.py --seeds 3 --name trial
+    python benchmarks/seed_robustness.py --methods nayer fast10   # these rows only
 
 Runs the README's main command on a fresh clone of the committed code, with the digits
 experiment's seeds replaced by 0..N-1 (`snakemake --config`), so every run goes through the real
@@ -78,7 +79,7 @@ def _run(command: list[str], cwd: Path) -> float:
     return time.perf_counter() - began
 
 
-def measure(seeds: int, clone: Path) -> dict[str, Any]:
+def measure(seeds: int, clone: Path, methods: list[str] | None = None) -> dict[str, Any]:
     subprocess.run(["git", "clone", "-q", str(REPOSITORY), str(clone)], check=True)
     sys.path.insert(0, str(clone))
     import pandas as pd
@@ -88,7 +89,8 @@ def measure(seeds: int, clone: Path) -> dict[str, Any]:
 
     # A config file rather than --config, which hands nested values over as strings.
     overlay = clone / "seeds.yaml"
-    overlay.write_text(f"experiments: {{{EXPERIMENT}: {{seeds: {list(range(seeds))}}}}}\n")
+    only = f", methods: [{', '.join(methods)}]" if methods else ""
+    overlay.write_text(f"experiments: {{{EXPERIMENT}: {{seeds: {list(range(seeds))}{only}}}}}\n")
     command = ["snakemake", "--cores", "all", f"reports/{EXPERIMENT}_table.md"]
     seconds = _run([*command, "--configfile", overlay.name], clone)
     runs = pd.read_csv(clone / "reports" / f"{EXPERIMENT}_runs.csv")
@@ -191,18 +193,58 @@ def markdown(result: dict[str, Any]) -> str:
         "start-up.",
         "",
     ]
+    for runs in result.get("remeasured", []):
+        lines[4:4] = [
+            f"Measured again: {', '.join(runs['methods'])}, by `{runs['command']}` "
+            f"(`{runs['overlay']}`), {runs['wall_seconds']:.0f} s, commit {runs['commit'][:7]}."
+        ]
     return "\n".join(lines)
+
+
+def merged(previous: dict[str, Any], result: dict[str, Any], methods: list[str]) -> dict[str, Any]:
+    """`previous` with the rows of `methods` measured anew in `result`; refused where a method
+    not measured again now runs another recipe than the one `previous` measured."""
+    if previous["seeds"] != result["seeds"]:
+        sys.exit(
+            f"--methods: the previous result has {previous['seeds']} seeds, not {result['seeds']}"
+        )
+    measured = {key for key in result["methods"]}
+    stale = sorted(
+        key
+        for key, recipe in result["recipes"].items()
+        if key not in measured and previous["recipes"].get(key) != recipe
+    )
+    if stale:
+        sys.exit(f"--methods: {', '.join(stale)} now run other recipes; measure them too")
+    rows = {**previous["methods"], **result["methods"]}
+    order = [key for key in result["recipes"] if key in rows]
+    runs = {key: result[key] for key in ("command", "overlay", "wall_seconds")}
+    runs |= {"methods": sorted(measured), "commit": result["environment"]["commit"]}
+    return {
+        **previous,
+        "methods": {key: rows[key] for key in order},
+        "recipes": result["recipes"],
+        "remeasured": [*previous.get("remeasured", []), runs],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default: 5)")
     parser.add_argument("--name", default="seed_robustness", help="file name under results/")
+    parser.add_argument(
+        "--methods", nargs="+", help="measure only these methods, keeping the other rows"
+    )
     arguments = parser.parse_args()
     if arguments.seeds < 2:
         sys.exit("--seeds: need at least 2 seeds for a spread")
+    previous_path = RESULTS / f"{arguments.name}.json"
+    if arguments.methods and not previous_path.exists():
+        sys.exit(f"--methods: no {previous_path} to keep the other rows of; run without it")
     with tempfile.TemporaryDirectory() as scratch:
-        result = measure(arguments.seeds, Path(scratch) / "clone")
+        result = measure(arguments.seeds, Path(scratch) / "clone", arguments.methods)
+    if arguments.methods:
+        result = merged(json.loads(previous_path.read_text()), result, arguments.methods)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{arguments.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)

@@ -34,6 +34,7 @@ from dfkd.compute import Compute
 from dfkd.config import RunConfig, config_hash, load_run_config
 from dfkd.data import dataset_info, load_split, normalize
 from dfkd.evaluate import EVALUATION_BATCH_SIZE, evaluate, predict
+from dfkd.label_embeddings import embeddings_resolver
 from dfkd.loop import Diverged, LoopState, distill
 from dfkd.methods import METHODS
 from dfkd.methods.base import method_context
@@ -108,11 +109,12 @@ def _distill(config: RunConfig, claim: RunFolder, started: float) -> int:
     student = compute.prepare(student)
     context = method_context(
         info, teacher, student, config.loop.batch_size, config.loop.epochs, device, layout,
-        compute.optimizer_options,
+        compute.optimizer_options, config.loop.warmup_epochs,
+        embeddings_resolver(config.label_embeddings, info.num_classes),
     )  # fmt: skip
     method = implementation(method_config, context)
-    optimizer, scheduler = build_optimizer(
-        student.parameters(), config.loop.student_optimizer, config.loop.epochs,
+    optimizer, scheduler = build_optimizer(  # stepped in the epochs after the warm-up
+        student.parameters(), config.loop.student_optimizer, config.loop.training_epochs,
         compute.optimizer_options,
     )  # fmt: skip
 

@@ -2,10 +2,13 @@
 
     method.pretrain()   (once, on a fresh run; student frozen, eval mode)
     for each epoch:
-        for each of `rounds_per_epoch` rounds:
-            `generator_steps_per_round` x method.generator_step()   (student frozen, eval mode)
+        a warm-up epoch (the first `warmup_epochs`): `warmup_syntheses_per_epoch` syntheses
+        otherwise, for each of `rounds_per_epoch` rounds:
+            `syntheses_per_round` syntheses, each:
+                `generator_steps_per_round` x method.generator_step()   (student frozen, eval mode)
+                method.finish_synthesis()
             `student_steps_per_round`   x method.student_loss() -> backward -> SGD step
-        student lr schedule step; method.on_epoch_end(epoch)
+        student lr schedule step (not after a warm-up epoch); method.on_epoch_end(epoch)
     (generator steps and student losses inside the compute mode's autocast; backward outside it
     for the student, inside a generator step's own optimisation)
         evaluate on the full test set; append to the history; checkpoint
@@ -14,10 +17,10 @@ Loss terms are accumulated on the device and read once per epoch, so no step syn
 the host. A non-finite term stops the run after that epoch with the term, epoch and step named;
 the last checkpoint (end of the previous epoch) stays the latest good state.
 
-A stop request (SIGTERM/SIGINT) is honoured at the next round boundary: the loop writes a
-checkpoint that includes the position inside the epoch and raises `Interrupted`; starting the
-run again continues from there, with the same result as an uninterrupted run in deterministic
-mode on the CPU.
+A stop request (SIGTERM/SIGINT) is honoured at the next step: the loop writes a checkpoint that
+includes the position inside the epoch and raises `Interrupted`; starting the run again
+continues from there, with the same result as an uninterrupted run in deterministic mode on the
+CPU.
 """
 
 from __future__ import annotations
@@ -119,23 +122,45 @@ class LoopState:
     pretrained: bool = False  # method.pretrain() has run
     epochs_completed: int = 0
     rounds_completed: int = 0  # inside the epoch in progress
-    # Inside the round in progress: steps of each phase done (a student step done means the
-    # round's synthesis, finish_synthesis included, is done).
+    # Inside the round in progress: syntheses finished, generator steps of the synthesis in
+    # progress, and student steps done (a student step done means every synthesis is done).
+    syntheses_done: int = 0
     generator_steps_done: int = 0
     student_steps_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     terms: dict[str, Any] | None = None  # TermAccumulator state of the epoch in progress
 
 
-def _steps_per_round(term: str, loop: LoopConfig) -> int:
-    if term.startswith("generator/"):
-        return loop.generator_steps_per_round
-    return loop.student_steps_per_round
+@dataclass(frozen=True)
+class EpochShape:
+    """The rounds of one epoch: a warm-up epoch's, or a training epoch's."""
 
+    warmup: bool
+    rounds: int
+    syntheses_per_round: int
+    generator_steps_per_synthesis: int
+    student_steps_per_round: int
 
-def _order(term: str, step: int, loop: LoopConfig) -> tuple[int, int, int]:
-    """Chronological order of (term, step within its phase): round, then phase, then step."""
-    return ((step - 1) // _steps_per_round(term, loop), term.startswith("student/"), step)
+    @classmethod
+    def of(cls, loop: LoopConfig, epoch: int) -> EpochShape:
+        if epoch <= loop.warmup_epochs:
+            return cls(True, loop.warmup_syntheses_per_epoch, 1, loop.generator_steps_per_round, 0)
+        return cls(
+            False,
+            loop.rounds_per_epoch,
+            loop.syntheses_per_round,
+            loop.generator_steps_per_round,
+            loop.student_steps_per_round,
+        )
+
+    def steps_per_round(self, term: str) -> int:
+        if term.startswith("generator/"):
+            return self.syntheses_per_round * self.generator_steps_per_synthesis
+        return self.student_steps_per_round
+
+    def order(self, term: str, step: int) -> tuple[int, int, int]:
+        """Chronological order of (term, step within its phase): round, then phase, then step."""
+        return ((step - 1) // self.steps_per_round(term), term.startswith("student/"), step)
 
 
 def _set_trainable(model: Classifier, trainable: bool) -> None:
@@ -174,49 +199,54 @@ def distill(
         state.pretrained = True
         clock.stop()
     for epoch in range(state.epochs_completed + 1, loop.epochs + 1):
+        shape = EpochShape.of(loop, epoch)
         terms = TermAccumulator(device)
         if state.terms is not None:
             terms.load_state_dict(state.terms)
         clock.start()
-        for round_index in range(state.rounds_completed, loop.rounds_per_epoch):
-            if state.student_steps_done == 0:  # the round's synthesis is not finished
+        for round_index in range(state.rounds_completed, shape.rounds):
+            if state.student_steps_done == 0:  # the round's syntheses are not all finished
                 _set_trainable(student, False)
-                for step in range(state.generator_steps_done, loop.generator_steps_per_round):
-                    global_step = round_index * loop.generator_steps_per_round + step + 1
-                    with autocast():  # the compute mode's (dfkd/compute.py)
-                        generator_terms = method.generator_step()
-                    terms.add("generator", generator_terms, global_step)
-                    state.generator_steps_done = step + 1
-                    if stop:
-                        interrupt(terms)
-                method.finish_synthesis()
+                steps = shape.generator_steps_per_synthesis
+                for synthesis in range(state.syntheses_done, shape.syntheses_per_round):
+                    first = (round_index * shape.syntheses_per_round + synthesis) * steps
+                    for step in range(state.generator_steps_done, steps):
+                        with autocast():  # the compute mode's (dfkd/compute.py)
+                            generator_terms = method.generator_step()
+                        terms.add("generator", generator_terms, first + step + 1)
+                        state.generator_steps_done = step + 1
+                        if stop:
+                            interrupt(terms)
+                    method.finish_synthesis()
+                    state.syntheses_done, state.generator_steps_done = synthesis + 1, 0
             _set_trainable(student, True)
-            for step in range(state.student_steps_done, loop.student_steps_per_round):
+            for step in range(state.student_steps_done, shape.student_steps_per_round):
                 with autocast():
                     loss_terms = method.student_loss()
                 optimizer.zero_grad(set_to_none=True)
                 torch.stack(list(loss_terms.values())).sum().backward()
                 optimizer.step()
-                global_step = round_index * loop.student_steps_per_round + step + 1
+                global_step = round_index * shape.student_steps_per_round + step + 1
                 terms.add("student", loss_terms, global_step)
                 state.student_steps_done = step + 1
-                if step + 1 == loop.student_steps_per_round:  # the round is complete
-                    state.rounds_completed = round_index + 1
-                    state.generator_steps_done = state.student_steps_done = 0
-                if stop and state.rounds_completed < loop.rounds_per_epoch:
-                    interrupt(terms)  # the last round's stop waits for the epoch's checkpoint
-            progress.advance()
-        scheduler.step()
+                if step + 1 < shape.student_steps_per_round and stop:
+                    interrupt(terms)
+            state.rounds_completed = round_index + 1  # the round is complete
+            state.syntheses_done = state.generator_steps_done = state.student_steps_done = 0
+            if stop and state.rounds_completed < shape.rounds:
+                interrupt(terms)  # the last round's stop waits for the epoch's checkpoint
+            progress.advance(loop.rounds_per_epoch / shape.rounds)
+        if not shape.warmup:
+            scheduler.step()
         method.on_epoch_end(epoch)
         clock.stop()
 
         means, bad = terms.summary()
         if bad:
             term, (step, value) = min(
-                bad.items(), key=lambda item: _order(item[0], item[1][0], loop)
+                bad.items(), key=lambda item: shape.order(item[0], item[1][0])
             )
-            steps = _steps_per_round(term, loop) * loop.rounds_per_epoch
-            raise Diverged(term, epoch, step, steps, value)
+            raise Diverged(term, epoch, step, shape.steps_per_round(term) * shape.rounds, value)
 
         record = {
             "epoch": epoch,

@@ -21,7 +21,8 @@ def build_optimizer(
 
     Weight decay is the L2 form for both (torch.optim.SGD's and torch.optim.Adam's
     `weight_decay`, as the reference code and MAD's generator use it), not AdamW's decoupled one.
-    "cosine" anneals to 0 over `epochs` (CMI code since commit acbbea6); "multistep" multiplies
+    "cosine" anneals to `minimum_learning_rate` (0 in the CMI code since commit acbbea6) over
+    `cosine_epochs`, or over `epochs`, the epochs the schedule is stepped in; "multistep" multiplies
     the lr by `gamma` after each milestone epoch (teacher recipes, MAD); "constant" never changes.
     A warm-up (MAD Table 4's Food-101 and Places365 teachers) scales epoch e (from 1) by e / w
     for e <= w, before any decay; the supplement says only "5 warm-up epochs".
@@ -41,7 +42,10 @@ def build_optimizer(
             **options,
         )
     if config.schedule == "cosine":
-        return optimizer, CosineAnnealingLR(optimizer, T_max=epochs)
+        length = config.cosine_epochs or epochs
+        return optimizer, CosineAnnealingLR(
+            optimizer, T_max=length, eta_min=config.minimum_learning_rate
+        )
     if warmup_epochs:
         milestones, gamma = config.milestones, config.gamma
 

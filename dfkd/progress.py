@@ -46,9 +46,11 @@ class Progress:
             done = f"{units_done} of {self.units_per_epoch} {units} done"
             self.line(f"resuming from the checkpoint at {position} ({done})")
 
-    def advance(self) -> None:
+    def advance(self, units: float = 1) -> None:
+        """`units` of work done (a fraction where an epoch has more rounds than the bar counts,
+        as a loop's warm-up epochs do)."""
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(units)
 
     def epoch(self, record: Mapping[str, Any]) -> None:
         shown = {k: v for k, v in record.items() if isinstance(v, float) and k != "epoch"}

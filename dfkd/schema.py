@@ -1,8 +1,10 @@
 """Strict conversion of plain YAML data into frozen dataclasses.
 
-Every config object in the suite is a frozen dataclass whose fields have no defaults: a params
-file must spell out every value, unknown keys are errors, and each problem is reported as one
-line naming the file, the key, the value and what is allowed.
+Every config object in the suite is a frozen dataclass: a params file must spell out every value,
+unknown keys are errors, and each problem is reported as one line naming the file, the key, the
+value and what is allowed. The one exception is a field with a default: a feature that is off
+unless a file names it (a loop's synthesis-only warm-up, a cosine schedule's floor, a method's
+display name), which a file may leave out; a resolved run config still spells it out.
 
 Range checks live next to the field they guard, as dataclass field metadata:
 
@@ -132,7 +134,8 @@ def _build(cls: type[T], data: Any, where: str, problems: _Problems) -> T:
     for name, field in fields.items():
         key = _join(where, name)
         if name not in data:
-            problems.add(key, "missing")
+            if field.default is field.default_factory is dataclasses.MISSING:
+                problems.add(key, "missing")
             continue
         before = len(problems.lines)
         value = _convert(data[name], hints[name], key, problems)

@@ -45,9 +45,11 @@ def build_method(
     dataset: str = "digits",
     epochs: int = 10,
     overrides: dict | None = None,
+    warmup_epochs: int = 0,
 ) -> DFKDMethod:
     """Method `name` with its digits settings, a frozen cnn_small teacher, a cnn_tiny student,
-    in the geometry and augmentation of `dataset` (10 classes)."""
+    in the geometry and augmentation of `dataset` (10 classes), after `warmup_epochs` of a
+    loop's synthesis-only warm-up."""
     _, hyperparameters = suite.method_settings(name, "digits", "cnn_small-cnn_tiny")
     implementation = METHODS.get(suite.methods[name].implementation)
     config = from_dict(implementation.config_class, {**hyperparameters, **(overrides or {})}, name)
@@ -56,8 +58,9 @@ def build_method(
     torch.manual_seed(seed + 1)
     cpu = torch.device("cpu")
     context = method_context(
-        info, teacher, build_model("cnn_tiny", 10), batch_size, epochs, cpu, memory_format(cpu)
-    )
+        info, teacher, build_model("cnn_tiny", 10), batch_size, epochs, cpu, memory_format(cpu),
+        warmup_epochs=warmup_epochs,
+    )  # fmt: skip
     return implementation(config, context)
 
 

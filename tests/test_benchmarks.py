@@ -1,5 +1,7 @@
 """The speed harness runs the suite's own methods and loop on the CPU (figures, not timings)."""
 
+import pytest
+
 from benchmarks.harness import _markdown, run
 
 
@@ -26,3 +28,26 @@ def test_the_harness_measures_every_figure_for_each_method_and_compute_mode():
     assert teacher_fast["compute"] == "fast"
     text = _markdown(result)
     assert text.count("| cnn_small-cnn_tiny |") == 4 and "torch" in text
+
+
+def test_the_harness_projects_warm_up_rounds_and_synthesis_alone(suite):
+    result = run(
+        ["--methods", "nayer", "fast10", "--compute", "eager", "--warmup", "1", "--steps", "1",
+         "--windows", "1", "--loop-steps", "2", "--loop-rounds", "1"]
+    )  # fmt: skip
+    for row in result["methods"]:
+        schedule, _ = suite.method_settings(row["method"], "digits", "cnn_small-cnn_tiny")
+        synthesis = row["round_synthesis_seconds"] / schedule.syntheses_per_round
+        student = schedule.student_steps_per_round / row["student_steps_per_s"]
+        assert row["round_seconds"] == pytest.approx(row["round_synthesis_seconds"] + student)
+        warmup = schedule.warmup_epochs * schedule.warmup_syntheses_per_epoch * synthesis
+        rounds = schedule.training_epochs * schedule.rounds_per_epoch
+        assert row["projected_synthesis_hours"] * 3600 == pytest.approx(
+            warmup + rounds * row["round_synthesis_seconds"]
+        )
+        assert row["projected_hours"] * 3600 == pytest.approx(
+            warmup + rounds * row["round_seconds"]
+        )
+        assert 0 < row["projected_synthesis_hours"] < row["projected_hours"]
+        assert row["student_images"] == schedule.student_images
+    assert "| Synthesis (h) | Full run (h) |" in _markdown(result)

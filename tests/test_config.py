@@ -17,7 +17,7 @@ from dfkd.config import (
     save_config,
 )
 from dfkd.errors import ConfigError
-from tests.support import REPOSITORY
+from tests.support import REPOSITORY, method_names
 
 
 @pytest.fixture
@@ -310,9 +310,9 @@ def test_check_command(tmp_path, capsys, monkeypatch):
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "error: params.yaml: experiments.digits.methods: unknown method 'mad2' (no "
-        "params/methods/mad2.yaml); have: adi, cmi, cudfkd, cudfkd_reference, dafl, "
-        "dafl_original, dfq, mad"
+        f"params/methods/mad2.yaml); have: {', '.join(method_names())}"
     ]
+    assert "have: adi, cmi, cudfkd" in lines[0]
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,9 @@ TRAINS: dict[str, dict[str, set[str]]] = {
     "cmi": {term: {"generator", "z"} for term in ("bn_statistics", "one_hot", "adversarial")},
     # NormReg (App. C) bounds the embeddings' norms; no generator weight enters it.
     "mad": {"norm_reg": {"embeddings"}},
+    # Every term trains the synthesis's copy and its codes; the meta-generator learns from the
+    # copy's summed gradients at the meta-step, never through the graph (tests/test_fast_meta.py).
+    "fast_meta": {term: {"generator", "z"} for term in ("bn_statistics", "one_hot", "adversarial")},
 }
 
 # By implementation: terms whose value includes a branch the method deliberately stops the

@@ -1,5 +1,6 @@
 """The training loop's contract, with a probe method that records what the loop does."""
 
+import copy
 import json
 import math
 from dataclasses import replace
@@ -16,7 +17,7 @@ from dfkd.methods.base import DFKDMethod, MethodConfig, MethodContext, method_co
 from dfkd.models import build_model
 from dfkd.optim import build_optimizer
 from dfkd.progress import Progress
-from dfkd.runtime import StopRequest, TrainingClock, memory_format
+from dfkd.runtime import Interrupted, StopRequest, TrainingClock, memory_format
 from tests.support import frozen_teacher
 
 
@@ -64,7 +65,7 @@ def _loop(epochs=3, rounds=2):
 def _run(method, loop, saved, state=None):
     student = method.student
     optimizer, scheduler = build_optimizer(
-        student.parameters(), loop.student_optimizer, loop.epochs
+        student.parameters(), loop.student_optimizer, loop.training_epochs
     )
     clock = TrainingClock(torch.device("cpu"))
     progress = Progress("test", loop.epochs, loop.rounds_per_epoch, "round")
@@ -190,3 +191,96 @@ def test_a_run_hands_the_loop_a_frozen_eval_mode_teacher_and_a_trainable_student
         run_distillation(tmp_path / "run" / "config.yaml", tmp_path / "run")
     assert seen["teacher"] and set(seen["teacher"]) == {(False, False)}
     assert seen["student_is_the_methods"] and seen["student"] == {True}
+
+
+# ---------------------------------------------------------------------------------------------
+# Warm-up epochs and several syntheses per round (NAYER, Fast-DFKD)
+
+
+class Recorder(Probe):
+    """A probe that logs every call, in order, with the epoch it falls in."""
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        self.log: list[tuple[int, str]] = []
+
+    def generator_step(self):
+        self.log.append((self.epoch, "g"))
+        return super().generator_step()
+
+    def finish_synthesis(self):
+        self.log.append((self.epoch, "finish"))
+
+    def sample(self, batch_size):
+        self.log.append((self.epoch, "s"))
+        return super().sample(batch_size)
+
+
+def _warm_loop():
+    optimizer = OptimizerConfig("sgd", 0.2, 0.9, 0.0, "cosine", (), 0.1, minimum_learning_rate=2e-3)
+    return LoopConfig(
+        epochs=5, rounds_per_epoch=2, generator_steps_per_round=2, student_steps_per_round=3,
+        batch_size=4, student_optimizer=optimizer, syntheses_per_round=2, warmup_epochs=2,
+        warmup_syntheses_per_epoch=3,
+    )  # fmt: skip
+
+
+def test_warm_up_epochs_synthesise_only_then_rounds_run_every_synthesis_before_the_student():
+    method, saved = Recorder(_context()), []
+    loop = _warm_loop()
+    optimizer, scheduler = build_optimizer(
+        method.student.parameters(), loop.student_optimizer, loop.training_epochs
+    )
+    state = distill(
+        method, method.student, optimizer, scheduler, loop, LoopState(),
+        TrainingClock(torch.device("cpu")), lambda: {"acc1": 50.0},
+        lambda state: saved.append(1), Progress("test", 5, 2, "round"), StopRequest(),
+    )  # fmt: skip
+    warm_epoch = ["g", "g", "finish"] * 3  # 3 syntheses of 2 steps, no student step
+    round_ = ["g", "g", "finish"] * 2 + ["s"] * 3  # every synthesis, then the student steps
+    for epoch in (1, 2):
+        assert [call for e, call in method.log if e == epoch] == warm_epoch
+    for epoch in (3, 4, 5):
+        assert [call for e, call in method.log if e == epoch] == round_ * 2
+    assert method.epochs_ended == [1, 2, 3, 4, 5] and len(saved) == 5
+    # The lr holds through the warm-up, then anneals by a cosine over the 3 epochs after it
+    # (T_max = epochs - warm-up, as NAYER's CosineAnnealingLR) down to its minimum.
+    rates = [record["learning_rate"] for record in state.history]
+    cosine = [2e-3 + (0.2 - 2e-3) * (1 + math.cos(math.pi * t / 3)) / 2 for t in (1, 2, 3)]
+    assert rates == pytest.approx([0.2, 0.2, *cosine], rel=1e-12)
+    assert "loss/student/kd" not in state.history[0] and "loss/student/kd" in state.history[2]
+
+
+def test_a_stop_inside_a_warm_up_or_a_second_synthesis_resumes_where_it_stopped():
+    loop = _warm_loop()
+    uninterrupted = Recorder(_context())
+    _run(uninterrupted, loop, [])
+    for stop_after in (4, 17, 25):  # inside warm-up syntheses, and a round's second synthesis
+        method, saved_states = Recorder(_context()), []
+        stop, state = StopRequest(), LoopState()
+        optimizer, scheduler = build_optimizer(
+            method.student.parameters(), loop.student_optimizer, loop.training_epochs
+        )
+
+        def save(current, saved_states=saved_states):
+            saved_states.append(copy.deepcopy(vars(current)))
+
+        original = method.generator_step
+
+        def counted(original=original, method=method, stop=stop, stop_after=stop_after):
+            terms = original()
+            if sum(call == "g" for _, call in method.log) == stop_after:
+                stop.signal_number = 15
+            return terms
+
+        method.generator_step = counted
+        with pytest.raises(Interrupted):
+            distill(method, method.student, optimizer, scheduler, loop, state,
+                    TrainingClock(torch.device("cpu")), lambda: {"acc1": 50.0}, save,
+                    Progress("test", 5, 2, "round"), stop)  # fmt: skip
+        stop.signal_number = None
+        resumed = LoopState(**saved_states[-1])
+        distill(method, method.student, optimizer, scheduler, loop, resumed,
+                TrainingClock(torch.device("cpu")), lambda: {"acc1": 50.0}, save,
+                Progress("test", 5, 2, "round"), stop)  # fmt: skip
+        assert [call for _, call in method.log] == [call for _, call in uninterrupted.log]

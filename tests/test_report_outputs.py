@@ -284,10 +284,17 @@ def test_the_loop_and_named_options_of_a_method_are_stated_beside_it(tmp_path: P
     assert f"%   DFQ [dfq]: {expected[:60]}" in latex  # a comment, wrapped, unescaped
     rows = list(csv.DictReader(io.StringIO((out / "digits_runs.csv").read_text())))
     assert {row["settings"] for row in rows if row["method"] == "dfq"} == {expected}
-    first = "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32, student SGD lr "
-    second = "x0.1 at epochs 3, 7"
-    assert f"[dafl_bn] (cnn_small → cnn_tiny): {first}0.0354 cosine\n" in markdown
-    assert re.search(rf"\[dafl_bn\] \(wrn40_2 → wrn16_2\): .*{second}\n", markdown)
+    # The loops as they ran, each with the pair it ran on and the student images it spent.
+    first = (
+        "10 epochs x 20 rounds of 3 synthesis + 10 student steps, batch 32 (0.064 M student "
+        "images), student SGD lr 0.0354 cosine"
+    )
+    second = (
+        "10 epochs x 20 rounds of 3 synthesis + 60 student steps, batch 32 (0.384 M student "
+        "images), student SGD lr 0.0354 x0.1 at epochs 3, 7"
+    )
+    assert f"[dafl_bn] (cnn_small → cnn_tiny): {first}\n" in markdown
+    assert f"[dafl_bn] (wrn40_2 → wrn16_2): {second}\n" in markdown
 
 
 def test_the_provenance_says_where_each_teacher_came_from(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from dfkd.config import save_config
 
 CONTEXT = multiprocessing.get_context("forkserver")
 CONTEXT.set_forkserver_preload(["dfkd.cli", "dfkd.distill", "dfkd.teacher", "torch._dynamo"])
-METHODS = ["adi", "cmi", "dafl", "dafl_original", "dfq", "mad"]
+METHODS = ["adi", "cmi", "dafl", "dafl_original", "dfq", "fast2", "mad", "nayer"]
 
 
 def _command(arguments: list[str]) -> None:
@@ -143,9 +143,20 @@ def _distill_config(suite, method: str, teacher: Path):
         student_steps_per_round=min(schedule.student_steps_per_round, 10),
         batch_size=16,
         student_optimizer=optimizer,
+        # NAYER's warm-up: one epoch of two syntheses, then rounds of two syntheses each.
+        warmup_epochs=min(schedule.warmup_epochs, 1),
+        warmup_syntheses_per_epoch=min(schedule.warmup_syntheses_per_epoch, 2),
     )
     if method == "mad":  # the ImageNet rows' pre-training (D-8) must run once, kills or not
         hyperparameters = {**hyperparameters, "generator_pretraining_steps": 3}
+    if method == "nayer":  # a new generator every epoch, so kills land around rebuilds; the
+        # reference's student in train mode after an epoch's first synthesis
+        hyperparameters = {
+            **hyperparameters, "generator_lifetime_epochs": 2,
+            "later_syntheses_student_mode": "train",
+        }  # fmt: skip
+    if method.startswith("fast"):  # the meta-generator's first layers reset inside the run
+        hyperparameters = {**hyperparameters, "first_layer_reset_epoch": 2}
     return replace(
         config, method=method, implementation=suite.methods[method].implementation,
         loop=loop, hyperparameters=hyperparameters,
@@ -179,7 +190,7 @@ def test_distillation_survives_kills(tmp_path, suite, teacher, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq", "mad"])
+@pytest.mark.parametrize("method", ["adi", "cmi", "cudfkd", "dfq", "fast2", "mad", "nayer"])
 def test_sigterm_checkpoints_mid_round_and_the_resumed_run_is_identical(
     tmp_path, suite, teacher, method
 ):
@@ -266,3 +277,67 @@ def test_after_a_fallback_a_kill_during_the_next_save_keeps_the_good_checkpoint(
 
     assert checkpoint.load_run_state(tmp_path, "h")["step"] == 1
     assert "trying the previous checkpoint" in capsys.readouterr().err
+
+
+class _StopAtStep:
+    """Stands in for StopRequest: set once the methods' generator steps reach `at`."""
+
+    steps, at = 0, 0
+
+    def __init__(self) -> None:
+        self.signal_number = None
+
+    def __bool__(self) -> bool:
+        return _StopAtStep.steps >= _StopAtStep.at
+
+    exit_status = 143
+
+    def installed(self):
+        import contextlib
+
+        return contextlib.nullcontext(self)
+
+
+# fast10 (its synthesis capped at 6 steps by _distill_config): the meta-gradients of 4 and of 3
+# inner steps carry over, in the warm-up and in the second synthesis after it.
+STOPS = [("nayer", [5, 21]), ("fast2", [1, 3, 5]), ("fast10", [4, 9])]
+
+
+@pytest.mark.parametrize(("method", "stops"), STOPS)
+def test_a_stop_inside_a_synthesis_resumes_to_the_uninterrupted_run(
+    tmp_path, suite, teacher, monkeypatch, method, stops
+):
+    """Deterministically inside a synthesis, in the warm-up and after it: the noisy layers, a
+    rebuilt generator, the meta-generator's summed gradients and its Adam carry over."""
+    from dfkd.checkpoint import decode
+    from dfkd.distill import run_distillation
+    from dfkd.methods import METHODS
+    from dfkd.runtime import Interrupted
+
+    config = _distill_config(suite, method, teacher[0])
+    config = replace(config, loop=replace(config.loop, epochs=2, rounds_per_epoch=2))
+    torch.set_num_threads(1)
+    reference = tmp_path / "reference"
+    save_config(config, reference / "config.yaml")
+    assert run_distillation(reference / "config.yaml", reference) == 0
+    implementation = METHODS.get(config.implementation)
+    original = implementation.generator_step
+
+    def counted(self):
+        terms = original(self)
+        _StopAtStep.steps += 1
+        return terms
+
+    for at in stops:
+        interrupted = tmp_path / f"stopped{at}"
+        save_config(config, interrupted / "config.yaml")
+        with monkeypatch.context() as patch:
+            patch.setattr(implementation, "generator_step", counted)
+            patch.setattr("dfkd.distill.StopRequest", _StopAtStep)
+            _StopAtStep.steps, _StopAtStep.at = 0, at
+            with pytest.raises(Interrupted):
+                run_distillation(interrupted / "config.yaml", interrupted)
+        loop = decode((interrupted / "checkpoint.pt").read_bytes(), "checkpoint")["loop"]
+        assert loop["generator_steps_done"] > 0  # inside a synthesis
+        assert run_distillation(interrupted / "config.yaml", interrupted) == 0
+        _assert_same(reference, interrupted, "student.pt")

@@ -17,7 +17,7 @@ from dfkd.runtime import memory_format
 from dfkd.schema import from_dict
 from tests.test_data import _write_tiny_imagenet
 
-TINY = ("adi", "dfq", "cmi", "cudfkd", "mad")
+TINY = ("adi", "dfq", "cmi", "cudfkd", "mad", "nayer")
 
 
 def test_the_experiment_lists_the_methods_with_a_tiny_imagenet_source(suite):

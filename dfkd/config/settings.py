@@ -31,6 +31,11 @@ class OptimizerConfig:
     schedule: Literal["cosine", "multistep", "constant"]  # stepped once per epoch
     milestones: tuple[int, ...]  # epochs after which the lr is multiplied by gamma (multistep)
     gamma: float = field(metadata=positive)
+    # Cosine only: the lr it anneals to ("eta_min"; 2e-4 in NAYER's and Fast-DFKD's scripts) and
+    # its length in epochs ("T_max"); null: the epochs the lr is stepped in, those after the
+    # loop's warm-up. Past its length a cosine rises again, as torch's CosineAnnealingLR does.
+    minimum_learning_rate: float = field(default=0.0, metadata=non_negative)
+    cosine_epochs: int | None = field(default=None, metadata=positive)
 
     def __post_init__(self) -> None:
         if self.momentum >= 1:
@@ -48,21 +53,62 @@ class OptimizerConfig:
             raise ValueError(
                 f"milestones are only used by schedule 'multistep', not '{self.schedule}'"
             )
+        if self.schedule != "cosine" and (self.minimum_learning_rate or self.cosine_epochs):
+            raise ValueError(
+                f"minimum_learning_rate and cosine_epochs are only used by schedule 'cosine', not "
+                f"'{self.schedule}'"
+            )
+        if self.minimum_learning_rate > self.learning_rate:
+            raise ValueError(
+                f"minimum_learning_rate: got {self.minimum_learning_rate}; expected at most the "
+                f"learning_rate ({self.learning_rate})"
+            )
 
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The distillation schedule (vocabulary in dfkd/methods/base.py)."""
+    """The distillation schedule (vocabulary in dfkd/methods/base.py).
+
+    A round is `syntheses_per_round` syntheses, each `generator_steps_per_round` generator steps
+    ended by the method's `finish_synthesis`, then `student_steps_per_round` student steps. The
+    first `warmup_epochs` epochs (of `epochs`) synthesise only: `warmup_syntheses_per_epoch`
+    syntheses each, no student step and no step of the student's lr schedule (NAYER's and
+    Fast-DFKD's `--warmup`; unrelated to a teacher recipe's lr warm-up).
+    """
 
     epochs: int = field(metadata=positive)
     rounds_per_epoch: int = field(metadata=positive)
-    generator_steps_per_round: int = field(metadata=positive)
+    generator_steps_per_round: int = field(metadata=positive)  # of each synthesis
     student_steps_per_round: int = field(metadata=positive)
     batch_size: int = field(metadata=positive)
     student_optimizer: OptimizerConfig
+    syntheses_per_round: int = field(default=1, metadata=positive)
+    warmup_epochs: int = field(default=0, metadata=non_negative)
+    warmup_syntheses_per_epoch: int = field(default=0, metadata=non_negative)
+
+    @property
+    def training_epochs(self) -> int:
+        """The epochs with student steps, those after the warm-up."""
+        return self.epochs - self.warmup_epochs
+
+    @property
+    def student_images(self) -> int:
+        """Student images over the run: its training epochs x rounds x student steps x batch."""
+        per_epoch = self.rounds_per_epoch * self.student_steps_per_round * self.batch_size
+        return self.training_epochs * per_epoch
 
     def __post_init__(self) -> None:
         _check_milestones(self.student_optimizer, self.epochs, "student_optimizer.milestones")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs: got {self.warmup_epochs}; expected fewer than epochs "
+                f"({self.epochs}), so that the student trains"
+            )
+        if bool(self.warmup_epochs) != bool(self.warmup_syntheses_per_epoch):
+            raise ValueError(
+                "warmup_epochs and warmup_syntheses_per_epoch: set both (> 0) for a warm-up, or "
+                "neither"
+            )
 
 
 @dataclass(frozen=True)
@@ -107,6 +153,9 @@ class Protocol:
     learning_rate_scaling: Literal["linear", "sqrt"] | None
     stability_start_epoch: int = field(metadata=positive)  # mu/sigma^2 from this epoch on
     deterministic: bool  # deterministic algorithms, no cuDNN benchmarking
+    # A matched budget: each method's epochs after its warm-up set so that its student trains on
+    # about this many images (rounds x student steps x batch per epoch unchanged).
+    student_images: int | None = field(default=None, metadata=positive)
 
     def epochs_for(self, dataset: str) -> int | None:
         """The distillation epochs this protocol sets for `dataset`; None keeps the method's."""
@@ -118,6 +167,13 @@ class Protocol:
                 raise ValueError(
                     f"distill_epochs_by_dataset.{dataset}: got {epochs}; expected a number > 0"
                 )
+        if self.student_images is not None and (
+            self.distill_epochs is not None or self.distill_epochs_by_dataset
+        ):
+            raise ValueError(
+                "student_images sets every run's epochs: leave distill_epochs null and "
+                "distill_epochs_by_dataset empty"
+            )
         if (self.batch_size is None) != (self.learning_rate_scaling is None):
             raise ValueError(
                 "batch_size and learning_rate_scaling: set both (a protocol batch scales the "
@@ -189,6 +245,16 @@ class ReleasedFile:
     file: str  # under the released teachers' directory
     sha256: str | None  # pinned by the user after the download; None until then
 
+    def __post_init__(self) -> None:
+        digest = self.sha256
+        if digest is not None and not (
+            len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
+        ):
+            raise ValueError(
+                f"sha256 of {self.file}: got {digest!r}; expected 64 lowercase hex digits "
+                "(`sha256sum <file>`), or null"
+            )
+
 
 # How a collection's files store their weights (dfkd/released.py).
 ReleasedFormat = Literal["cmi", "torchvision"]
@@ -203,18 +269,6 @@ class ReleasedCollection:
     url: str
     directory: str  # relative to the working directory
     teachers: dict[str, dict[str, ReleasedFile]]  # dataset -> architecture -> file
-
-    def __post_init__(self) -> None:
-        for dataset, files in self.teachers.items():
-            for architecture, chosen in files.items():
-                digest = chosen.sha256
-                if digest is not None and not (
-                    len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
-                ):
-                    raise ValueError(
-                        f"teachers.{dataset}.{architecture}.sha256: got {digest!r}; expected 64 "
-                        "lowercase hex digits (`sha256sum <file>`), or null"
-                    )
 
 
 @dataclass(frozen=True)
@@ -241,6 +295,34 @@ class ReleasedTeachers:
         if twice:
             names = ", ".join(f"{d}/{a}" for d, a in twice)
             raise ValueError(f"{names}: listed by two collections; keep one")
+
+
+@dataclass(frozen=True)
+class LabelEmbeddingSource:
+    """Per-class label-text embeddings, one file per dataset, which a user downloads once
+    (params/label_embeddings.yaml)."""
+
+    source: str  # what they are and where they come from, as reports state it
+    url: str
+    directory: str  # relative to the working directory
+    files: dict[str, ReleasedFile]  # dataset -> its file, pinned by SHA-256
+
+
+@dataclass(frozen=True)
+class LabelEmbeddingSources:
+    """params/label_embeddings.yaml."""
+
+    sources: dict[str, LabelEmbeddingSource]
+
+
+@dataclass(frozen=True)
+class LabelEmbeddingsConfig:
+    """The class embeddings a run's method receives: the named stand-in, or a pinned file."""
+
+    name: str  # `random_orthogonal` (dfkd/label_embeddings.py) or a source of the params file
+    file: str | None  # null for the stand-in, which needs none
+    sha256: str | None
+    source: str
 
 
 @dataclass(frozen=True)
@@ -329,6 +411,8 @@ class RunConfig:
     statistics: StatisticsConfig
     deterministic: bool
     compute: Literal["eager", "fast"]
+    # For a method whose config has a `label_embeddings` field (dfkd/methods/base.py).
+    label_embeddings: LabelEmbeddingsConfig | None = None
 
 
 # Where the datasets live, and whether they may be downloaded, does not change what a job

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ import dfkd
 from dfkd.config.settings import (
     Experiment,
     ImportTeacherConfig,
+    LabelEmbeddingsConfig,
+    LabelEmbeddingSource,
     LoopConfig,
     MethodParams,
     OptimizerConfig,
@@ -25,16 +27,17 @@ from dfkd.config.settings import (
 )
 from dfkd.config.studies import StudiesFile, Study
 from dfkd.errors import ConfigError
+from dfkd.label_embeddings import STAND_IN, STAND_IN_SOURCE
 from dfkd.methods import METHODS
 from dfkd.schema import from_dict, to_dict
 
 
-def _merge(base: Any, update: Any) -> Any:
+def merge(base: Any, update: Any) -> Any:
     """Recursive dict merge; `update` wins. Lists and scalars are replaced, not merged."""
     if isinstance(base, Mapping) and isinstance(update, Mapping):
         merged = dict(base)
         for key, value in update.items():
-            merged[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+            merged[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
         return merged
     return copy.deepcopy(update)
 
@@ -50,6 +53,7 @@ class Suite:
     studies: StudiesFile
     released: ReleasedTeachers
     params_dir: Path
+    label_embedding_sources: dict[str, LabelEmbeddingSource] = field(default_factory=dict)
 
     # -- the experiment matrix ----------------------------------------------------------------
 
@@ -217,11 +221,7 @@ class Suite:
         )
         epochs = chosen.epochs_for(dataset)
         if epochs is not None:
-            schedule = replace(
-                schedule,
-                epochs=epochs,
-                student_optimizer=_scaled(schedule.student_optimizer, schedule.epochs, epochs),
-            )
+            schedule = rescheduled(schedule, epochs)
         if chosen.student_steps_per_epoch is not None:
             target, per_round = chosen.student_steps_per_epoch, schedule.student_steps_per_round
             schedule = replace(
@@ -239,6 +239,11 @@ class Suite:
                 student_optimizer=replace(
                     optimizer, learning_rate=optimizer.learning_rate * factor
                 ),
+            )
+        if chosen.student_images is not None:  # a matched budget, the warm-up unchanged
+            per_epoch = schedule.student_images // schedule.training_epochs
+            schedule = with_training_epochs(
+                schedule, max(1, round(chosen.student_images / per_epoch))
             )
         return RunConfig(
             suite_version=dfkd.__version__,
@@ -259,7 +264,32 @@ class Suite:
             ),
             deterministic=chosen.deterministic,
             compute=experiment.compute,
+            label_embeddings=self.label_embeddings(hyperparameters, dataset),
         )
+
+    def label_embeddings(
+        self, hyperparameters: Mapping[str, Any], dataset: str
+    ) -> LabelEmbeddingsConfig | None:
+        """The class embeddings a method's `label_embeddings` names for `dataset`: the stand-in,
+        or a file of params/label_embeddings.yaml (None for a method without the field)."""
+        name = hyperparameters.get("label_embeddings")
+        if name is None:
+            return None
+        if name == STAND_IN:
+            return LabelEmbeddingsConfig(STAND_IN, None, None, STAND_IN_SOURCE)
+        where = self.params_dir / "label_embeddings.yaml"
+        source = self.label_embedding_sources.get(name)
+        if source is None:
+            have = ", ".join([STAND_IN, *self.label_embedding_sources])
+            raise ConfigError(f"label_embeddings: unknown '{name}' (not in {where}); have: {have}")
+        if dataset not in source.files:
+            raise ConfigError(
+                f"label_embeddings: {where} lists no '{name}' file for {dataset}; add one or "
+                f"choose {STAND_IN}"
+            )
+        chosen = source.files[dataset]
+        path = str(Path(source.directory, chosen.file))
+        return LabelEmbeddingsConfig(name, path, chosen.sha256, source.source)
 
     def _experiment(self, dataset: str, protocol: str) -> Experiment:
         if dataset not in self.params.experiments:
@@ -279,9 +309,37 @@ class Suite:
 
 
 def _scaled(optimizer: OptimizerConfig, old_epochs: int, new_epochs: int) -> OptimizerConfig:
-    """Milestones moved to the same fraction of a shortened (or lengthened) schedule."""
+    """Milestones and a cosine's set length moved to the same fraction of a shortened (or
+    lengthened) schedule."""
     milestones = sorted({max(1, round(m * new_epochs / old_epochs)) for m in optimizer.milestones})
-    return replace(optimizer, milestones=tuple(m for m in milestones if m < new_epochs))
+    length = optimizer.cosine_epochs
+    return replace(
+        optimizer,
+        milestones=tuple(m for m in milestones if m < new_epochs),
+        cosine_epochs=None if length is None else max(1, round(length * new_epochs / old_epochs)),
+    )
+
+
+def with_training_epochs(loop: LoopConfig, training_epochs: int) -> LoopConfig:
+    """`loop` with this many epochs after its warm-up (the warm-up kept), its lr schedule moved
+    to the same fraction of them."""
+    optimizer = _scaled(loop.student_optimizer, loop.training_epochs, training_epochs)
+    return replace(loop, epochs=loop.warmup_epochs + training_epochs, student_optimizer=optimizer)
+
+
+def rescheduled(loop: LoopConfig, epochs: int) -> LoopConfig:
+    """`loop` over `epochs` in all, its warm-up and lr schedule moved to the same fraction."""
+    warmup = round(loop.warmup_epochs * epochs / loop.epochs)
+    if loop.warmup_epochs:
+        warmup = min(max(warmup, 1), epochs - 1)  # a warm-up stays, and so does training
+    optimizer = _scaled(loop.student_optimizer, loop.training_epochs, epochs - warmup)
+    return replace(
+        loop,
+        epochs=epochs,
+        warmup_epochs=warmup,
+        warmup_syntheses_per_epoch=loop.warmup_syntheses_per_epoch if warmup else 0,
+        student_optimizer=optimizer,
+    )
 
 
 def resolve_method_settings(
@@ -300,9 +358,9 @@ def resolve_method_settings(
     }
     for key in (dataset, f"{dataset}/{pair}"):
         if key in method.overrides:
-            merged = _merge(merged, method.overrides[key])
+            merged = merge(merged, method.overrides[key])
     if changes:
-        merged = _merge(merged, changes)
+        merged = merge(merged, changes)
     schedule = from_dict(LoopConfig, merged["schedule"], source, "schedule")
     implementation = METHODS.get(method.implementation)
     hyperparameters = to_dict(

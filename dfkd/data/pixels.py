@@ -84,9 +84,11 @@ def random_crop_flip(images: Tensor, padding: int = 4, flip: bool = True) -> Ten
     return padded.flatten(2).gather(2, index).view(n, c, h, w)
 
 
-def augment(images: Tensor, info: DatasetInfo) -> Tensor:
-    """The dataset's train augmentation on pixels (uint8 or floats in [0, 1]), dtype kept."""
-    return random_crop_flip(images, info.crop_padding, flip=info.train_augmentation == "crop_flip")
+def augment(images: Tensor, info: DatasetInfo, flip: bool = True) -> Tensor:
+    """The dataset's train augmentation on pixels (uint8 or floats in [0, 1]), dtype kept;
+    `flip=False` keeps its crop alone (NAYER's synthesis on Tiny-ImageNet)."""
+    mirrors = flip and info.train_augmentation == "crop_flip"
+    return random_crop_flip(images, info.crop_padding, flip=mirrors)
 
 
 def denormalize(images: Tensor, info: DatasetInfo) -> Tensor:

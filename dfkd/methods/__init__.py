@@ -10,7 +10,9 @@ from dfkd.methods.cmi import CMI
 from dfkd.methods.cudfkd import CuDFKD
 from dfkd.methods.dafl import DAFL
 from dfkd.methods.dfq import DFQ
+from dfkd.methods.fast_meta import FastMeta
 from dfkd.methods.mad import MAD
+from dfkd.methods.nayer import NAYER
 from dfkd.registry import Registry
 
 METHODS: Registry[type[DFKDMethod]] = Registry("method implementation")
@@ -19,6 +21,8 @@ METHODS.register("cmi")(CMI)
 METHODS.register("cudfkd")(CuDFKD)
 METHODS.register("dafl")(DAFL)
 METHODS.register("dfq")(DFQ)
+METHODS.register("fast_meta")(FastMeta)
 METHODS.register("mad")(MAD)
+METHODS.register("nayer")(NAYER)
 
 __all__ = ["METHODS", "DFKDMethod"]

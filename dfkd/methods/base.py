@@ -30,6 +30,7 @@ from torch import Tensor
 
 from dfkd.data import DatasetInfo, augment, denormalize, normalize, normalized_bounds
 from dfkd.generators import Generator, build_generator
+from dfkd.label_embeddings import embeddings_resolver
 from dfkd.losses import kl_divergence
 from dfkd.models.base import Classifier
 from dfkd.schema import positive
@@ -59,6 +60,13 @@ class MethodContext:
     mirror_keeps_label: bool  # may a method's own augmentation flip images?
     # Keyword arguments for the method's own optimizers (dfkd/compute.py: fused, foreach).
     optimizer_options: Mapping[str, bool]
+    # The loop's synthesis-only first epochs (LoopConfig.warmup_epochs): a method whose objective
+    # changes after them (NAYER's and Fast-DFKD's adversarial term) counts its epochs from 1 in
+    # `on_epoch_end`.
+    warmup_epochs: int
+    # Name -> (num_classes, D) per-class label embeddings (dfkd/label_embeddings.py), for a method
+    # whose config names them in a field `label_embeddings`; the run reads and verifies the file.
+    label_embeddings: Callable[[str], Tensor]
 
 
 def method_context(
@@ -70,8 +78,13 @@ def method_context(
     device: torch.device,
     memory_format: torch.memory_format,
     optimizer_options: Mapping[str, bool] | None = None,
+    warmup_epochs: int = 0,
+    label_embeddings: Callable[[str], Tensor] | None = None,
 ) -> MethodContext:
-    """The context of a run on dataset `info`: its geometry, normalisation and augmentation."""
+    """The context of a run on dataset `info`: its geometry, normalisation and augmentation.
+
+    Without `label_embeddings` only the stand-in (dfkd.label_embeddings.STAND_IN) resolves.
+    """
     return MethodContext(
         teacher=teacher,
         student=student,
@@ -87,6 +100,8 @@ def method_context(
         normalized_bounds=normalized_bounds(info, device),
         mirror_keeps_label=info.train_augmentation == "crop_flip",
         optimizer_options=dict(optimizer_options or {}),
+        warmup_epochs=warmup_epochs,
+        label_embeddings=label_embeddings or embeddings_resolver(None, info.num_classes),
     )
 
 

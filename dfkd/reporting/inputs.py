@@ -146,10 +146,30 @@ def _loop_summary(loop: Mapping[str, Any]) -> str:
     if decay == "multistep":
         epochs = ", ".join(str(epoch) for epoch in optimizer["milestones"])
         decay = f"x{optimizer['gamma']:g} at epochs {epochs}"
+    elif decay == "cosine" and (
+        optimizer.get("minimum_learning_rate") or optimizer.get("cosine_epochs")
+    ):
+        length = optimizer.get("cosine_epochs")
+        decay += f" to {optimizer.get('minimum_learning_rate', 0):.3g}"
+        decay += f" over {length} epochs" if length else ""
+    syntheses = loop.get("syntheses_per_round", 1)
+    synthesis = (
+        f"{syntheses} x {loop['generator_steps_per_round']}"
+        if syntheses > 1
+        else str(loop["generator_steps_per_round"])
+    )
+    warmup = loop.get("warmup_epochs", 0)
+    head = f"{loop['epochs']} epochs"
+    if warmup:
+        head += (
+            f" ({warmup} of warm-up: {loop['warmup_syntheses_per_epoch']} x "
+            f"{loop['generator_steps_per_round']} synthesis steps each)"
+        )
+    images = (loop["epochs"] - warmup) * loop["rounds_per_epoch"] * loop["student_steps_per_round"]
     return (
-        f"{loop['epochs']} epochs x {loop['rounds_per_epoch']} rounds of "
-        f"{loop['generator_steps_per_round']} synthesis + {loop['student_steps_per_round']} "
-        f"student steps, batch {loop['batch_size']}, student {algorithm} lr "
+        f"{head} x {loop['rounds_per_epoch']} rounds of {synthesis} synthesis + "
+        f"{loop['student_steps_per_round']} student steps, batch {loop['batch_size']} "
+        f"({images * loop['batch_size'] / 1e6:.3g} M student images), student {algorithm} lr "
         f"{optimizer['learning_rate']:.3g} {decay}"
     )
 

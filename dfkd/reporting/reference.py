@@ -28,9 +28,39 @@ EQUAL, DIFFERS, NO_SEED, OTHER_RECIPE, DIVERGED = (
 )  # fmt: skip
 
 
+# Settings of features that are off (by the end of their path in a run's config): a recipe
+# without the feature is the same recipe, so a result measured before the feature existed still
+# holds for it.
+FEATURES_OFF = {
+    "label_embeddings": None,
+    "loop.warmup_epochs": 0,
+    "loop.warmup_syntheses_per_epoch": 0,
+    "loop.syntheses_per_round": 1,
+    "optimizer.cosine_epochs": None,
+    "optimizer.minimum_learning_rate": 0.0,
+    "hyperparameters.later_syntheses_student_mode": "eval",
+}
+
+
+def _without_features_off(value: Any, path: str = "") -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    kept = {}
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        # `student_optimizer.cosine_epochs` ends as `optimizer.cosine_epochs` does
+        ends = [end for end in FEATURES_OFF if where == end or where.endswith(f"_{end}")]
+        ends += [end for end in FEATURES_OFF if where.endswith(f".{end}")]
+        if not any(item == FEATURES_OFF[end] for end in ends):
+            kept[key] = _without_features_off(item, where)
+    return kept
+
+
 def outcome_relevant(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A resolved config less what does not change the outcome (seed, version, paths)."""
-    return {key: value for key, value in config.items() if key not in OUTCOME_IRRELEVANT}
+    """A resolved config less what does not change the outcome (seed, version, paths) and less
+    the settings of features that are off."""
+    kept = {key: value for key, value in config.items() if key not in OUTCOME_IRRELEVANT}
+    return _without_features_off(kept)
 
 
 @dataclass(frozen=True)
