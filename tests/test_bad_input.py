@@ -96,6 +96,10 @@ def _released_cifar10(p: dict) -> None:
     p["experiments"]["cifar10"].update(teacher_source="released", pairs=["resnet34-resnet18"])
 
 
+# The line of params.yaml's first `seeds:`, before which _duplicate_key writes another.
+_SEEDS_LINE = (REPOSITORY / "params.yaml").read_text().splitlines().index("    seeds: [0, 1]") + 1
+
+
 def _duplicate_key(directory: Path) -> str:
     text = (REPOSITORY / "params.yaml").read_text()
     first = text.index("    seeds: [0, 1]\n")
@@ -220,7 +224,8 @@ CASES = {
     ),
     "a key given twice": (
         _check(_duplicate_key),
-        "(line 16, column 5): key 'seeds' is given twice (first on line 15); keep one",
+        f"(line {_SEEDS_LINE + 1}, column 5): key 'seeds' is given twice (first on line "
+        f"{_SEEDS_LINE}); keep one",
     ),
     "missing config file": (
         lambda ws: ["distill", "--config", str(ws["dir"] / "nope.yaml"), "--out-dir", "out"],

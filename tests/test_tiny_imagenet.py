@@ -33,8 +33,9 @@ def test_the_experiment_lists_the_methods_with_a_tiny_imagenet_source(suite):
 def _shrunk(suite, method: str, root, teacher):
     """The method's Tiny-ImageNet config with a CPU-sized loop and small networks."""
     config = suite.run_config("paper", "tiny_imagenet", "resnet34", "resnet18", method, 0, teacher)
+    warmup = min(config.loop.warmup_epochs, 1)  # NAYER's synthesis-only epochs, one kept
     loop = replace(
-        config.loop, epochs=1, rounds_per_epoch=1, batch_size=4,
+        config.loop, epochs=1 + warmup, warmup_epochs=warmup, rounds_per_epoch=1, batch_size=4,
         generator_steps_per_round=min(config.loop.generator_steps_per_round, 2),
         student_steps_per_round=2,
         student_optimizer=replace(config.loop.student_optimizer, milestones=()),
@@ -44,6 +45,8 @@ def _shrunk(suite, method: str, root, teacher):
         hyperparameters["synthesis_batch_size"] = None  # the student's batch
     if hyperparameters.get("feature_layers") == "stages":  # a ResNet's; cnn_small has none
         hyperparameters["feature_layers"] = "batch_norm"
+    if "label_embeddings" in hyperparameters:  # NAYER's CLIP file is the user's to download
+        hyperparameters["label_embeddings"] = "random_orthogonal"
     return replace(
         config, teacher="cnn_small", student="cnn_tiny", loop=loop,
         hyperparameters=hyperparameters, data=DataSettings(root=str(root), download=False),
@@ -75,4 +78,4 @@ def test_a_tiny_imagenet_job_synthesises_64x64_images_and_completes(tmp_path, su
     save_config(config, tmp_path / "run" / "config.yaml")
     assert run_distillation(tmp_path / "run" / "config.yaml", tmp_path / "run") == 0
     record = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert record["status"] == "completed" and len(record["history"]) == 1
+    assert record["status"] == "completed" and len(record["history"]) == config.loop.epochs
